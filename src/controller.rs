@@ -1,0 +1,144 @@
+//! Wiring: which watches trigger a reconcile, for which namespaces.
+//!
+//! - Credentials trigger on a change of generation or annotations, not on the operator's own
+//!   status writes, which would otherwise wake a failing credential at once.
+//! - The Secrets the operator manages (found by label) trigger their owner.
+//! - Every other Secret is watched by metadata only, never its data, so that a change to a
+//!   login Secret wakes the credentials that reference it within seconds.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::credential::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TerrakioCredential};
+use crate::reconcile::{self, Context};
+
+/// Where the operator looks: the whole cluster, or a fixed set of namespaces.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    Cluster,
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    fn apis<K>(&self, client: &Client) -> Vec<Api<K>>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Scope::Cluster => vec![Api::all(client.clone())],
+            Scope::Namespaces(names) => {
+                names.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+            }
+        }
+    }
+}
+
+/// Fails early, with a message that says what to do, when the CRD is not installed or the
+/// operator may not list credentials.
+pub async fn preflight(client: &Client, scope: &Scope) -> Result<(), String> {
+    for api in scope.apis::<TerrakioCredential>(client) {
+        if let Err(err) = api.list(&ListParams::default().limit(1)).await {
+            return Err(match &err {
+                kube::Error::Api(status) if status.code == 404 => {
+                    "the TerrakioCredential CRD is not installed; run `kubectl apply -f crds/`"
+                        .to_string()
+                }
+                _ => format!("cannot list TerrakioCredentials: {err}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs one controller per namespace in scope (one for the whole cluster by default) until a
+/// shutdown signal arrives.
+pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
+    let client = ctx.client.clone();
+    let credentials = scope.apis::<TerrakioCredential>(&client);
+    let secrets = scope.apis::<Secret>(&client);
+    let secret_metadata = scope.apis::<PartialObjectMeta<Secret>>(&client);
+    let controllers = credentials.into_iter().zip(secrets).zip(secret_metadata).map(
+        |((credentials, secrets), secret_metadata)| {
+            controller(credentials, secrets, secret_metadata, ctx.clone(), concurrency)
+        },
+    );
+    futures::future::join_all(controllers).await;
+}
+
+async fn controller(
+    credentials: Api<TerrakioCredential>,
+    secrets: Api<Secret>,
+    secret_metadata: Api<PartialObjectMeta<Secret>>,
+    ctx: Arc<Context>,
+    concurrency: u16,
+) {
+    let (reader, writer) = reflector::store();
+    let forget = ctx.clone();
+    let triggers = watcher(credentials, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .filter_map(move |item| {
+            // A deleted credential leaves nothing to reconcile; drop what was remembered.
+            let item = match item {
+                Ok(cr) if cr.metadata.deletion_timestamp.is_some() => {
+                    forget.forget(&ObjectRef::from_obj(&cr));
+                    Some(Ok(cr))
+                }
+                other => Some(other),
+            };
+            std::future::ready(item)
+        })
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    // Metadata only: the data of Secrets the operator does not manage never reaches it.
+    let login_secrets = watcher(secret_metadata, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let store = reader.clone();
+
+    Controller::for_stream(triggers, reader)
+        .owns(secrets, managed)
+        .watches_stream(login_secrets, move |secret| referencing(&store, &secret))
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                match err {
+                    controller::Error::ReconcilerFailed(..) => {} // logged by the reconciler
+                    other => tracing::debug!(error = %other, "controller event"),
+                }
+            }
+        })
+        .await;
+}
+
+/// The credentials whose login Secret is `secret`.
+fn referencing(
+    store: &Store<TerrakioCredential>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<TerrakioCredential>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|cr| cr.namespace() == namespace && cr.spec.login_secret_ref.name == name)
+        .map(|cr| ObjectRef::from_obj(&**cr))
+        .collect()
+}

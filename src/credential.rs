@@ -1,0 +1,304 @@
+//! The `TerrakioCredential` custom resource: what a user asks for, and what the operator reports.
+//!
+//! The CRD in `crds/` is generated from these types (`terrakio-operator crd`), so the doc
+//! comments below are what `kubectl explain terrakiocredential` shows. Admission-time checks
+//! live in the schema (patterns, lengths); what only the operator can judge is checked by
+//! [`validate`], whose errors name the field and say what to do.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The production Terrakio API.
+pub const DEFAULT_ENDPOINT: &str = "https://api.terrak.io";
+/// The data key the official Python client reads from the environment.
+pub const DEFAULT_TARGET_KEY: &str = "TERRAKIO_API_KEY";
+/// The label every Secret written by the operator carries; the operator watches only these.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "terrakio-operator";
+/// Shorter refresh intervals would turn every credential into a steady stream of API calls.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
+const DATA_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// A Terrakio API key kept in a Secret of this namespace.
+///
+/// The operator logs in to Terrakio with the email and password of the login Secret, reads the
+/// account's current API key (generating one only when the account has none) and writes it to
+/// the target Secret, which it keeps in place and in sync with Terrakio.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "terrak.io",
+    version = "v1alpha1",
+    kind = "TerrakioCredential",
+    plural = "terrakiocredentials",
+    shortname = "tkc",
+    namespaced,
+    status = "TerrakioCredentialStatus",
+    doc = "A Terrakio API key that the operator obtains with a login Secret and keeps in a \
+           target Secret of the same namespace.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TerrakioCredentialSpec {
+    /// Base URL of the Terrakio API, for example https://api.terrak.io. It must use https://:
+    /// the password is sent to it. Plain http:// is accepted only when the operator runs with
+    /// --allow-insecure-endpoints (tests and demos).
+    #[serde(default = "default_endpoint")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: String,
+
+    /// The Secret, in this namespace, holding the Terrakio account's email and password.
+    pub login_secret_ref: LoginSecretRef,
+
+    /// Where the API key is written. Every field has a default, so this may be omitted.
+    #[serde(default)]
+    pub target: TargetSpec,
+
+    /// How often the current key is read back from Terrakio to catch a key that was changed
+    /// elsewhere, as a duration such as 30m or 1h (at least 5s).
+    #[serde(default = "default_refresh_interval")]
+    #[schemars(regex(pattern = GO_DURATION))]
+    pub refresh_interval: String,
+}
+
+/// A reference to the login Secret. It is always read from the credential's own namespace, so
+/// a credential can never make the operator read another namespace's Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+
+    /// Data key holding the account's email address.
+    #[serde(default = "default_email_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DATA_KEY))]
+    pub email_key: String,
+
+    /// Data key holding the account's password.
+    #[serde(default = "default_password_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DATA_KEY))]
+    pub password_key: String,
+}
+
+/// The Secret the API key is written to, in the credential's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSpec {
+    /// Name of the Secret; defaults to the credential's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: Option<String>,
+
+    /// Data key the API key is stored under. The default, TERRAKIO_API_KEY, is the environment
+    /// variable the official Python client reads, so the Secret can be mounted with envFrom.
+    #[serde(default = "default_target_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DATA_KEY))]
+    pub key: String,
+
+    /// Extra labels for the Secret. app.kubernetes.io/managed-by is always set by the operator.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra annotations for the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for TargetSpec {
+    fn default() -> Self {
+        TargetSpec {
+            name: None,
+            key: default_target_key(),
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the operator last did and saw. Never holds the key itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TerrakioCredentialStatus {
+    /// Current state. Ready is True once the target Secret holds the account's current key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Name of the Secret holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+
+    /// sha256: and the first 16 hex digits of the SHA-256 of the key in the Secret. It tells
+    /// keys apart without revealing them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+
+    /// When the key was last confirmed with Terrakio and written or found in the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}
+
+fn default_endpoint() -> String {
+    DEFAULT_ENDPOINT.to_string()
+}
+fn default_email_key() -> String {
+    "email".to_string()
+}
+fn default_password_key() -> String {
+    "password".to_string()
+}
+fn default_target_key() -> String {
+    DEFAULT_TARGET_KEY.to_string()
+}
+fn default_refresh_interval() -> String {
+    "1h".to_string()
+}
+
+/// A spec the operator can act on: defaults applied, endpoint parsed, durations read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec {
+    pub endpoint: Url,
+    pub login: LoginSecretRef,
+    pub target_name: String,
+    pub target_key: String,
+    pub target_labels: BTreeMap<String, String>,
+    pub target_annotations: BTreeMap<String, String>,
+    pub refresh_interval: Duration,
+}
+
+/// Checks what the schema cannot: the endpoint's scheme and shape, the duration's value, and
+/// labels that would hide the Secret from the operator. `name` is the credential's name, the
+/// default target.
+pub fn validate(
+    spec: &TerrakioCredentialSpec,
+    name: &str,
+    allow_insecure_endpoints: bool,
+) -> Result<ValidSpec, String> {
+    let endpoint = parse_endpoint(&spec.endpoint, allow_insecure_endpoints)?;
+
+    let refresh_interval = parse_duration("spec.refreshInterval", &spec.refresh_interval)?;
+    if refresh_interval < MIN_REFRESH_INTERVAL {
+        return Err(format!(
+            "spec.refreshInterval: {:?} is shorter than the minimum of 5s; use a longer interval",
+            spec.refresh_interval
+        ));
+    }
+
+    for (field, value, pattern) in [
+        ("spec.loginSecretRef.name", spec.login_secret_ref.name.as_str(), DNS_SUBDOMAIN),
+        ("spec.loginSecretRef.emailKey", &spec.login_secret_ref.email_key, DATA_KEY),
+        ("spec.loginSecretRef.passwordKey", &spec.login_secret_ref.password_key, DATA_KEY),
+        ("spec.target.key", &spec.target.key, DATA_KEY),
+    ] {
+        check_pattern(field, value, pattern)?;
+    }
+    if spec.login_secret_ref.email_key == spec.login_secret_ref.password_key {
+        return Err("spec.loginSecretRef: emailKey and passwordKey name the same data key; \
+                    point them at two different keys"
+            .to_string());
+    }
+
+    let target_name = spec.target.name.clone().unwrap_or_else(|| name.to_string());
+    check_pattern("spec.target.name", &target_name, DNS_SUBDOMAIN)?;
+    if target_name == spec.login_secret_ref.name {
+        return Err("spec.target.name: the target Secret would overwrite the login Secret; \
+                    choose another name"
+            .to_string());
+    }
+    if let Some(value) = spec.target.labels.get(MANAGED_BY_LABEL)
+        && value != MANAGED_BY_VALUE
+    {
+        return Err(format!(
+            "spec.target.labels: {MANAGED_BY_LABEL} is set by the operator and must not be \
+             overridden; remove it"
+        ));
+    }
+
+    Ok(ValidSpec {
+        endpoint,
+        login: spec.login_secret_ref.clone(),
+        target_name,
+        target_key: spec.target.key.clone(),
+        target_labels: spec.target.labels.clone(),
+        target_annotations: spec.target.annotations.clone(),
+        refresh_interval,
+    })
+}
+
+fn parse_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|err| {
+        format!("spec.endpoint: {raw:?} is not a URL ({err}); use e.g. https://api.terrak.io")
+    })?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_insecure => {}
+        "http" => {
+            return Err("spec.endpoint: plain http:// would send the password in clear; use \
+                        https:// (the operator accepts http:// only with \
+                        --allow-insecure-endpoints)"
+                .to_string());
+        }
+        other => return Err(format!("spec.endpoint: scheme {other:?} is not supported; use https://")),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("spec.endpoint: {raw:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("spec.endpoint: must not carry user info; put the login in the login Secret"
+            .to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("spec.endpoint: must be a base URL without ?query or #fragment".to_string());
+    }
+    Ok(url)
+}
+
+/// Reads a duration written the way Kubernetes users write them (`90m`, `1h30m`, `10s`).
+pub fn parse_duration(field: &str, raw: &str) -> Result<Duration, String> {
+    let shape = matches(GO_DURATION, raw);
+    let parsed = if shape { humantime::parse_duration(raw).ok() } else { None };
+    parsed.ok_or_else(|| {
+        format!("{field}: {raw:?} is not a duration; write it like 30s, 90m or 1h30m")
+    })
+}
+
+fn check_pattern(field: &str, value: &str, pattern: &str) -> Result<(), String> {
+    if matches(pattern, value) && value.len() <= 253 {
+        Ok(())
+    } else {
+        Err(format!("{field}: {value:?} is not a valid name here (allowed: {pattern})"))
+    }
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    static COMPILED: LazyLock<[(&str, Regex); 3]> = LazyLock::new(|| {
+        [DNS_SUBDOMAIN, DATA_KEY, GO_DURATION]
+            .map(|pattern| (pattern, Regex::new(pattern).expect("pattern compiles")))
+    });
+    COMPILED.iter().any(|(known, regex)| *known == pattern && regex.is_match(value))
+}

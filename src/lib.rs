@@ -1,0 +1,21 @@
+//! terrakio-operator keeps Terrakio API keys in Kubernetes Secrets.
+//!
+//! Modules, from the outside in: [`cli`] and [`telemetry`] for the process; [`controller`]
+//! wires the watches to [`reconcile`], which does what [`decision`] decides, using the
+//! [`terrakio`] client through shared login [`session`]s and writing the [`target`] Secret.
+//! [`credential`] is the custom resource, [`conditions`] its status vocabulary, and
+//! [`sensitive`] the types that keep secrets out of logs.
+
+pub mod cli;
+pub mod conditions;
+pub mod controller;
+pub mod credential;
+pub mod decision;
+pub mod error;
+pub mod login_secret;
+pub mod reconcile;
+pub mod sensitive;
+pub mod session;
+pub mod target;
+pub mod telemetry;
+pub mod terrakio;

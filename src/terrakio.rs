@@ -1,0 +1,513 @@
+//! The Terrakio account API client: login, view key, generate key.
+//!
+//! It knows HTTP and the API's rules (bare token in `Authorization`, which answers mean what,
+//! which calls may be retried) and nothing about Kubernetes. Secrets go in and come out only as
+//! [`Password`], [`Token`] and [`ApiKey`], and no error built here carries one: error bodies
+//! are cut short and request URLs are stripped from transport errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use crate::sensitive::{ApiKey, Password, Token};
+
+/// Error details quoted from Terrakio are cut to this many characters.
+const MAX_DETAIL_CHARS: usize = 200;
+/// A `Retry-After` longer than this is not waited out inside one call: the caller reschedules.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// The calls the operator makes, named for errors, logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    Login,
+    ViewKey,
+    GenerateKey,
+}
+
+impl Call {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Call::Login => "login",
+            Call::ViewKey => "view_key",
+            Call::GenerateKey => "generate_key",
+        }
+    }
+
+    fn method(self) -> Method {
+        match self {
+            Call::ViewKey => Method::GET,
+            Call::Login | Call::GenerateKey => Method::POST,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Call::Login => "users/login",
+            Call::ViewKey => "users/key",
+            Call::GenerateKey => "users/generate_key",
+        }
+    }
+
+    /// Whether an answer with this status may be retried as it is. A GET may always be
+    /// repeated; a POST only when the status shows that the application never saw it.
+    fn retries_status(self, status: StatusCode) -> bool {
+        match self.method() {
+            Method::GET => matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504),
+            _ => matches!(status.as_u16(), 408 | 502 | 503 | 504),
+        }
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TerrakioError {
+    /// Login refused: wrong email or password, or an email Terrakio does not accept.
+    #[error("Terrakio refused the login (HTTP {status}): {detail}")]
+    LoginRefused { status: u16, detail: String },
+
+    /// The token was refused; the session should log in again.
+    #[error("Terrakio refused the login token for {call} (HTTP {status}): {detail}")]
+    NotAuthenticated { call: Call, status: u16, detail: String },
+
+    #[error("Terrakio is rate limiting {call}{}", retry_hint(*.retry_after))]
+    RateLimited { call: Call, retry_after: Option<Duration> },
+
+    /// Timeouts, connection failures, 5xx and 408: the service did not answer usefully.
+    #[error("Terrakio is unavailable for {call}: {reason}")]
+    Unavailable { call: Call, reason: String, request_sent: bool },
+
+    /// Any other refusal.
+    #[error("Terrakio answered {call} with HTTP {status}: {detail}")]
+    Rejected { call: Call, status: u16, detail: String },
+
+    /// A success status whose body is not what the API documents.
+    #[error("Terrakio answered {call} with an unexpected body: {reason}")]
+    InvalidResponse { call: Call, reason: String },
+}
+
+fn retry_hint(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        Some(after) => format!(" (retry after {}s)", after.as_secs()),
+        None => String::new(),
+    }
+}
+
+impl TerrakioError {
+    /// True when a generate call may have reached Terrakio and rotated the key even though no
+    /// answer said so. The key must then be read back, never generated again blindly.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            TerrakioError::Unavailable { request_sent, .. } => *request_sent,
+            TerrakioError::InvalidResponse { .. } => true,
+            _ => false,
+        }
+    }
+
+    fn retryable(&self, call: Call) -> bool {
+        match self {
+            TerrakioError::RateLimited { retry_after, .. } => {
+                call.method() == Method::GET
+                    && retry_after.is_none_or(|after| after <= MAX_INLINE_RETRY_AFTER)
+            }
+            TerrakioError::Unavailable { request_sent, .. } => match call {
+                Call::ViewKey => true,
+                Call::Login => !request_sent,
+                // A repeated generate may rotate twice; the caller reads back instead.
+                Call::GenerateKey => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// How calls are retried inside one request: up to 3 retries after 1, 2 and 4 seconds, which
+/// is what the official client does. Tests shorten the pauses.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+    pub retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_pause: Duration::from_secs(1),
+            max_pause: Duration::from_secs(8),
+            retries: 3,
+        }
+    }
+}
+
+/// A client for any number of Terrakio endpoints; the base URL is given with each call.
+#[derive(Clone)]
+pub struct TerrakioClient {
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct LoginAnswer {
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyAnswer {
+    #[serde(rename = "apiKey")]
+    api_key: Option<String>,
+}
+
+impl TerrakioClient {
+    pub fn new(timeout: Duration, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("terrakio-operator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .timeout(timeout)
+            .https_only(false)
+            .build()?;
+        Ok(TerrakioClient { http, retry })
+    }
+
+    /// `POST /users/login`: a fresh token for the account.
+    pub async fn login(
+        &self,
+        endpoint: &Url,
+        email: &str,
+        password: &Password,
+    ) -> Result<Token, TerrakioError> {
+        let body = serde_json::json!({ "email": email, "password": password.expose() });
+        let (status, bytes) = self.send(Call::Login, endpoint, None, Some(&body)).await?;
+        match status.as_u16() {
+            200..=299 => {
+                let answer: LoginAnswer = parse_json(Call::Login, &bytes)?;
+                match answer.token {
+                    Some(token) if !token.is_empty() => Ok(Token::new(token)),
+                    _ => Err(TerrakioError::InvalidResponse {
+                        call: Call::Login,
+                        reason: "no token in the answer".into(),
+                    }),
+                }
+            }
+            400 | 401 | 403 | 422 => Err(TerrakioError::LoginRefused {
+                status: status.as_u16(),
+                detail: error_detail(&bytes),
+            }),
+            _ => Err(classify_failure(Call::Login, status, &bytes)),
+        }
+    }
+
+    /// `GET /users/key`: the account's current key, or `None` when it has none yet (404, a
+    /// null key and an empty key all mean that).
+    pub async fn view_key(
+        &self,
+        endpoint: &Url,
+        token: &Token,
+    ) -> Result<Option<ApiKey>, TerrakioError> {
+        let (status, bytes) = self.send(Call::ViewKey, endpoint, Some(token), None).await?;
+        match status.as_u16() {
+            200..=299 => {
+                let answer: KeyAnswer = parse_json(Call::ViewKey, &bytes)?;
+                Ok(answer.api_key.filter(|key| !key.is_empty()).map(ApiKey::new))
+            }
+            404 => Ok(None),
+            _ => Err(classify_failure(Call::ViewKey, status, &bytes)),
+        }
+    }
+
+    /// `POST /users/generate_key`: creates the account's key or replaces the current one.
+    /// Never retried here: see [`TerrakioError::outcome_unknown`].
+    pub async fn generate_key(
+        &self,
+        endpoint: &Url,
+        token: &Token,
+    ) -> Result<ApiKey, TerrakioError> {
+        let (status, bytes) = self.send(Call::GenerateKey, endpoint, Some(token), None).await?;
+        match status.as_u16() {
+            200..=299 => {
+                let answer: KeyAnswer = parse_json(Call::GenerateKey, &bytes)?;
+                match answer.api_key {
+                    Some(key) if !key.is_empty() => Ok(ApiKey::new(key)),
+                    _ => Err(TerrakioError::InvalidResponse {
+                        call: Call::GenerateKey,
+                        reason: "no apiKey in the answer".into(),
+                    }),
+                }
+            }
+            _ => Err(classify_failure(Call::GenerateKey, status, &bytes)),
+        }
+    }
+
+    /// Sends one call, retrying what the API allows, and returns the final status and body.
+    /// Statuses that are failures but not retryable come back as `Ok` for the caller to read.
+    async fn send(
+        &self,
+        call: Call,
+        endpoint: &Url,
+        token: Option<&Token>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, bytes::Bytes), TerrakioError> {
+        let url = join(endpoint, call.path());
+        let attempt = || async {
+            let mut request = self.http.request(call.method(), url.clone());
+            if let Some(token) = token {
+                // The API takes the bare token, without a "Bearer " prefix.
+                request = request.header(AUTHORIZATION, token.expose());
+            }
+            if let Some(body) = body {
+                request = request.header(CONTENT_TYPE, "application/json").json(body);
+            }
+            tracing::debug!(call = call.as_str(), "calling Terrakio");
+            let response = request.send().await.map_err(|err| transport_error(call, &err))?;
+            let status = response.status();
+            let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
+            let bytes = response.bytes().await.map_err(|err| transport_error(call, &err))?;
+            tracing::debug!(call = call.as_str(), status = status.as_u16(), "Terrakio answered");
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(TerrakioError::RateLimited { call, retry_after });
+            }
+            if call.retries_status(status) {
+                return Err(TerrakioError::Unavailable {
+                    call,
+                    reason: format!("HTTP {}: {}", status.as_u16(), error_detail(&bytes)),
+                    request_sent: !never_reached_the_application(status),
+                });
+            }
+            Ok((status, bytes))
+        };
+
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.first_pause)
+            .with_max_delay(self.retry.max_pause)
+            .with_factor(2.0)
+            .with_max_times(self.retry.retries);
+        attempt
+            .retry(backoff)
+            .when(|err: &TerrakioError| err.retryable(call))
+            .adjust(|err: &TerrakioError, pause| match err {
+                TerrakioError::RateLimited { retry_after: Some(after), .. } => {
+                    pause.map(|pause| pause.max(*after))
+                }
+                _ => pause,
+            })
+            .notify(|err: &TerrakioError, pause| {
+                tracing::debug!(call = call.as_str(), error = %err, ?pause, "retrying Terrakio call");
+            })
+            .await
+    }
+}
+
+/// Joins a call's path onto the base URL, keeping any path the base URL has.
+fn join(endpoint: &Url, path: &str) -> Url {
+    let mut base = endpoint.clone();
+    if !base.path().ends_with('/') {
+        let with_slash = format!("{}/", base.path());
+        base.set_path(&with_slash);
+    }
+    base.join(path).unwrap_or(base)
+}
+
+/// Statuses that a proxy or the server front answers before the application sees the request.
+fn never_reached_the_application(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 502 | 503 | 504)
+}
+
+fn classify_failure(call: Call, status: StatusCode, bytes: &[u8]) -> TerrakioError {
+    let detail = error_detail(bytes);
+    match status.as_u16() {
+        400 | 401 => TerrakioError::NotAuthenticated { call, status: status.as_u16(), detail },
+        429 => TerrakioError::RateLimited { call, retry_after: None },
+        408 | 500..=599 => TerrakioError::Unavailable {
+            call,
+            reason: format!("HTTP {}: {detail}", status.as_u16()),
+            request_sent: !never_reached_the_application(status),
+        },
+        other => TerrakioError::Rejected { call, status: other, detail },
+    }
+}
+
+fn transport_error(call: Call, err: &reqwest::Error) -> TerrakioError {
+    // A connection that never opened cannot have reached Terrakio; anything later might have.
+    let request_sent = !err.is_connect();
+    let mut reason = if err.is_timeout() {
+        "timed out".to_string()
+    } else if err.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "connection failed".to_string()
+    };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    TerrakioError::Unavailable { call, reason: truncate(&reason), request_sent }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(call: Call, bytes: &[u8]) -> Result<T, TerrakioError> {
+    serde_json::from_slice(bytes).map_err(|err| TerrakioError::InvalidResponse {
+        call,
+        // The serde error names the position and the expected shape, never the content.
+        reason: format!("not the documented JSON ({})", err.classify_name()),
+    })
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "unexpected fields",
+            serde_json::error::Category::Eof => "truncated JSON",
+        }
+    }
+}
+
+/// What an error body says: `detail` as a string or as `{"message": ...}`, or the plain text
+/// a proxy sent, cut to a sane length. Never fails.
+pub fn error_detail(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Detail {
+        Text(String),
+        Message { message: String },
+        Other(serde_json::Value),
+    }
+    #[derive(Deserialize)]
+    struct Body {
+        detail: Detail,
+    }
+
+    let shown = match serde_json::from_slice::<Body>(bytes) {
+        Ok(Body { detail: Detail::Text(text) }) => text,
+        Ok(Body { detail: Detail::Message { message } }) => message,
+        Ok(Body { detail: Detail::Other(value) }) => value.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
+    };
+    if shown.is_empty() { "(empty body)".to_string() } else { truncate(&shown) }
+}
+
+fn truncate(text: &str) -> String {
+    let clean: String =
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_DETAIL_CHARS).collect();
+    if text.chars().count() > MAX_DETAIL_CHARS { format!("{clean}...") } else { clean }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
+    let text = value?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_detail_reads_every_documented_shape() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"detail": "Not authenticated"}"#, "Not authenticated"),
+            (br#"{"detail": {"message": "Invalid email or password"}}"#, "Invalid email or password"),
+            (br#"{"detail": [{"loc": "email"}]}"#, r#"[{"loc":"email"}]"#),
+            (b"<html>Bad Gateway</html>\n", "<html>Bad Gateway</html>"),
+            (b"", "(empty body)"),
+            (&[0xff, 0xfe, b'x'], "\u{fffd}\u{fffd}x"),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(error_detail(body), expected);
+        }
+    }
+
+    #[test]
+    fn error_detail_is_cut_short() {
+        let long = format!(r#"{{"detail": "{}"}}"#, "x".repeat(5000));
+        let shown = error_detail(long.as_bytes());
+        assert_eq!(shown.len(), MAX_DETAIL_CHARS + 3);
+        assert!(shown.ends_with("..."));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        use reqwest::header::HeaderValue;
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("5"))), Some(Duration::from_secs(5)));
+        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(parse_retry_after(Some(&past)), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("soon"))), None);
+        assert_eq!(parse_retry_after(None), None);
+    }
+
+    #[test]
+    fn which_statuses_are_retried_per_method() {
+        let cases = [
+            (Call::ViewKey, 429, true),
+            (Call::ViewKey, 500, true),
+            (Call::ViewKey, 503, true),
+            (Call::ViewKey, 404, false),
+            (Call::ViewKey, 401, false),
+            (Call::Login, 500, false),
+            (Call::Login, 429, false),
+            (Call::Login, 502, true),
+            (Call::Login, 408, true),
+            (Call::GenerateKey, 504, true),
+            (Call::GenerateKey, 500, false),
+        ];
+        for (call, status, expected) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(call.retries_status(status), expected, "{call} {status}");
+        }
+    }
+
+    #[test]
+    fn join_keeps_a_base_path() {
+        let cases = [
+            ("https://api.terrak.io", "https://api.terrak.io/users/login"),
+            ("https://api.terrak.io/", "https://api.terrak.io/users/login"),
+            ("https://onprem.example/terrakio", "https://onprem.example/terrakio/users/login"),
+            ("https://onprem.example/terrakio/", "https://onprem.example/terrakio/users/login"),
+        ];
+        for (base, expected) in cases {
+            assert_eq!(join(&Url::parse(base).unwrap(), "users/login").as_str(), expected);
+        }
+    }
+
+    #[test]
+    fn an_unknown_generate_outcome_is_flagged() {
+        let sent = TerrakioError::Unavailable {
+            call: Call::GenerateKey,
+            reason: "timed out".into(),
+            request_sent: true,
+        };
+        let not_sent = TerrakioError::Unavailable {
+            call: Call::GenerateKey,
+            reason: "could not connect".into(),
+            request_sent: false,
+        };
+        assert!(sent.outcome_unknown());
+        assert!(!not_sent.outcome_unknown());
+        assert!(!sent.retryable(Call::GenerateKey));
+        let refused = TerrakioError::NotAuthenticated {
+            call: Call::GenerateKey,
+            status: 401,
+            detail: "Not authenticated".into(),
+        };
+        assert!(!refused.outcome_unknown());
+    }
+}

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "terrakio-operator", version, about = "Provisions Terrakio API keys into Kubernetes Secrets")]
+#[command(
+    name = "terrakio-operator",
+    version,
+    about = "Provisions Terrakio API keys into Kubernetes Secrets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

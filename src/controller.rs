@@ -36,9 +36,10 @@ impl Scope {
     {
         match self {
             Scope::Cluster => vec![Api::all(client.clone())],
-            Scope::Namespaces(names) => {
-                names.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
-            }
+            Scope::Namespaces(names) => names
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
         }
     }
 }
@@ -67,11 +68,19 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let credentials = scope.apis::<TerrakioCredential>(&client);
     let secrets = scope.apis::<Secret>(&client);
     let secret_metadata = scope.apis::<PartialObjectMeta<Secret>>(&client);
-    let controllers = credentials.into_iter().zip(secrets).zip(secret_metadata).map(
-        |((credentials, secrets), secret_metadata)| {
-            controller(credentials, secrets, secret_metadata, ctx.clone(), concurrency)
-        },
-    );
+    let controllers = credentials
+        .into_iter()
+        .zip(secrets)
+        .zip(secret_metadata)
+        .map(|((credentials, secrets), secret_metadata)| {
+            controller(
+                credentials,
+                secrets,
+                secret_metadata,
+                ctx.clone(),
+                concurrency,
+            )
+        });
     futures::future::join_all(controllers).await;
 }
 
@@ -104,7 +113,8 @@ async fn controller(
             Default::default(),
         );
 
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let managed =
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     // Metadata only: the data of Secrets the operator does not manage never reaches it.
     let login_secrets = watcher(secret_metadata, watcher::Config::default())
         .default_backoff()

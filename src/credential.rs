@@ -35,6 +35,8 @@ const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
 /// The operator logs in to Terrakio with the email and password of the login Secret, reads the
 /// account's current API key (generating one only when the account has none) and writes it to
 /// the target Secret, which it keeps in place and in sync with Terrakio.
+// Several printer columns repeat `type_ = "string"`, which the lint mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "terrak.io",
@@ -57,7 +59,11 @@ const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TerrakioCredentialSpec {
@@ -210,25 +216,41 @@ pub fn validate(
     }
 
     for (field, value, pattern) in [
-        ("spec.loginSecretRef.name", spec.login_secret_ref.name.as_str(), DNS_SUBDOMAIN),
-        ("spec.loginSecretRef.emailKey", &spec.login_secret_ref.email_key, DATA_KEY),
-        ("spec.loginSecretRef.passwordKey", &spec.login_secret_ref.password_key, DATA_KEY),
+        (
+            "spec.loginSecretRef.name",
+            spec.login_secret_ref.name.as_str(),
+            DNS_SUBDOMAIN,
+        ),
+        (
+            "spec.loginSecretRef.emailKey",
+            &spec.login_secret_ref.email_key,
+            DATA_KEY,
+        ),
+        (
+            "spec.loginSecretRef.passwordKey",
+            &spec.login_secret_ref.password_key,
+            DATA_KEY,
+        ),
         ("spec.target.key", &spec.target.key, DATA_KEY),
     ] {
         check_pattern(field, value, pattern)?;
     }
     if spec.login_secret_ref.email_key == spec.login_secret_ref.password_key {
-        return Err("spec.loginSecretRef: emailKey and passwordKey name the same data key; \
+        return Err(
+            "spec.loginSecretRef: emailKey and passwordKey name the same data key; \
                     point them at two different keys"
-            .to_string());
+                .to_string(),
+        );
     }
 
     let target_name = spec.target.name.clone().unwrap_or_else(|| name.to_string());
     check_pattern("spec.target.name", &target_name, DNS_SUBDOMAIN)?;
     if target_name == spec.login_secret_ref.name {
-        return Err("spec.target.name: the target Secret would overwrite the login Secret; \
+        return Err(
+            "spec.target.name: the target Secret would overwrite the login Secret; \
                     choose another name"
-            .to_string());
+                .to_string(),
+        );
     }
     if let Some(value) = spec.target.labels.get(MANAGED_BY_LABEL)
         && value != MANAGED_BY_VALUE
@@ -258,19 +280,27 @@ fn parse_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
         "https" => {}
         "http" if allow_insecure => {}
         "http" => {
-            return Err("spec.endpoint: plain http:// would send the password in clear; use \
+            return Err(
+                "spec.endpoint: plain http:// would send the password in clear; use \
                         https:// (the operator accepts http:// only with \
                         --allow-insecure-endpoints)"
-                .to_string());
+                    .to_string(),
+            );
         }
-        other => return Err(format!("spec.endpoint: scheme {other:?} is not supported; use https://")),
+        other => {
+            return Err(format!(
+                "spec.endpoint: scheme {other:?} is not supported; use https://"
+            ));
+        }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("spec.endpoint: {raw:?} has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("spec.endpoint: must not carry user info; put the login in the login Secret"
-            .to_string());
+        return Err(
+            "spec.endpoint: must not carry user info; put the login in the login Secret"
+                .to_string(),
+        );
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("spec.endpoint: must be a base URL without ?query or #fragment".to_string());
@@ -281,7 +311,11 @@ fn parse_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
 /// Reads a duration written the way Kubernetes users write them (`90m`, `1h30m`, `10s`).
 pub fn parse_duration(field: &str, raw: &str) -> Result<Duration, String> {
     let shape = matches(GO_DURATION, raw);
-    let parsed = if shape { humantime::parse_duration(raw).ok() } else { None };
+    let parsed = if shape {
+        humantime::parse_duration(raw).ok()
+    } else {
+        None
+    };
     parsed.ok_or_else(|| {
         format!("{field}: {raw:?} is not a duration; write it like 30s, 90m or 1h30m")
     })
@@ -291,7 +325,9 @@ fn check_pattern(field: &str, value: &str, pattern: &str) -> Result<(), String> 
     if matches(pattern, value) && value.len() <= 253 {
         Ok(())
     } else {
-        Err(format!("{field}: {value:?} is not a valid name here (allowed: {pattern})"))
+        Err(format!(
+            "{field}: {value:?} is not a valid name here (allowed: {pattern})"
+        ))
     }
 }
 
@@ -300,5 +336,7 @@ fn matches(pattern: &str, value: &str) -> bool {
         [DNS_SUBDOMAIN, DATA_KEY, GO_DURATION]
             .map(|pattern| (pattern, Regex::new(pattern).expect("pattern compiles")))
     });
-    COMPILED.iter().any(|(known, regex)| *known == pattern && regex.is_match(value))
+    COMPILED
+        .iter()
+        .any(|(known, regex)| *known == pattern && regex.is_match(value))
 }

@@ -74,7 +74,10 @@ pub fn plan(seen: &Observation<'_>) -> Plan {
         _ if seen.generation != seen.observed_generation => Some(SyncReason::SpecChanged),
         _ if !seen.ready => Some(SyncReason::NotReady),
         TargetState::Absent => Some(SyncReason::TargetMissing),
-        TargetState::Owned { key_fingerprint, metadata_current } => {
+        TargetState::Owned {
+            key_fingerprint,
+            metadata_current,
+        } => {
             if key_fingerprint.as_deref() != seen.recorded_fingerprint || !metadata_current {
                 Some(SyncReason::TargetDrifted)
             } else if seen.login_changed {
@@ -94,7 +97,9 @@ pub fn plan(seen: &Observation<'_>) -> Plan {
         seen.refresh_interval.saturating_sub(elapsed)
     });
     match due {
-        Some(remaining) if !remaining.is_zero() => Plan::UpToDate { requeue_after: remaining },
+        Some(remaining) if !remaining.is_zero() => Plan::UpToDate {
+            requeue_after: remaining,
+        },
         _ => Plan::Sync(SyncReason::RefreshDue),
     }
 }
@@ -117,7 +122,10 @@ pub fn write(target: &TargetState, recorded: Option<&str>, current: &str) -> Opt
         TargetState::Foreign => None,
         TargetState::Absent if recorded.is_none() => Some(Write::Create),
         TargetState::Absent => Some(Write::Restore),
-        TargetState::Owned { key_fingerprint, metadata_current } => {
+        TargetState::Owned {
+            key_fingerprint,
+            metadata_current,
+        } => {
             let holds_current = key_fingerprint.as_deref() == Some(current);
             match (holds_current, *metadata_current) {
                 (true, true) => None,
@@ -141,7 +149,10 @@ mod tests {
     }
 
     fn owned(fingerprint: Option<&str>, metadata_current: bool) -> TargetState {
-        TargetState::Owned { key_fingerprint: fingerprint.map(String::from), metadata_current }
+        TargetState::Owned {
+            key_fingerprint: fingerprint.map(String::from),
+            metadata_current,
+        }
     }
 
     /// A credential synced at t=0 whose Secret holds key "A", observed at t=60.
@@ -172,47 +183,96 @@ mod tests {
             (
                 "in sync: wait for the refresh",
                 synced(&in_place),
-                Plan::UpToDate { requeue_after: HOUR - Duration::from_secs(60) },
+                Plan::UpToDate {
+                    requeue_after: HOUR - Duration::from_secs(60),
+                },
             ),
             (
                 "never synced",
-                Observation { recorded_fingerprint: None, last_sync: None, ..synced(&absent) },
+                Observation {
+                    recorded_fingerprint: None,
+                    last_sync: None,
+                    ..synced(&absent)
+                },
                 Plan::Sync(SyncReason::FirstSync),
             ),
             (
                 "a foreign Secret is never touched, even before the first sync",
-                Observation { recorded_fingerprint: None, ..synced(&foreign) },
+                Observation {
+                    recorded_fingerprint: None,
+                    ..synced(&foreign)
+                },
                 Plan::Conflict,
             ),
             (
                 "spec edited",
-                Observation { generation: Some(2), ..synced(&in_place) },
+                Observation {
+                    generation: Some(2),
+                    ..synced(&in_place)
+                },
                 Plan::Sync(SyncReason::SpecChanged),
             ),
-            ("last attempt failed", Observation { ready: false, ..synced(&in_place) }, Plan::Sync(SyncReason::NotReady)),
-            ("Secret deleted", synced(&absent), Plan::Sync(SyncReason::TargetMissing)),
-            ("Secret edited", synced(&edited), Plan::Sync(SyncReason::TargetDrifted)),
-            ("key removed from the Secret", synced(&key_removed), Plan::Sync(SyncReason::TargetDrifted)),
-            ("labels removed from the Secret", synced(&relabelled), Plan::Sync(SyncReason::TargetDrifted)),
+            (
+                "last attempt failed",
+                Observation {
+                    ready: false,
+                    ..synced(&in_place)
+                },
+                Plan::Sync(SyncReason::NotReady),
+            ),
+            (
+                "Secret deleted",
+                synced(&absent),
+                Plan::Sync(SyncReason::TargetMissing),
+            ),
+            (
+                "Secret edited",
+                synced(&edited),
+                Plan::Sync(SyncReason::TargetDrifted),
+            ),
+            (
+                "key removed from the Secret",
+                synced(&key_removed),
+                Plan::Sync(SyncReason::TargetDrifted),
+            ),
+            (
+                "labels removed from the Secret",
+                synced(&relabelled),
+                Plan::Sync(SyncReason::TargetDrifted),
+            ),
             (
                 "login Secret changed",
-                Observation { login_changed: true, ..synced(&in_place) },
+                Observation {
+                    login_changed: true,
+                    ..synced(&in_place)
+                },
                 Plan::Sync(SyncReason::LoginChanged),
             ),
             (
                 "refresh due exactly now",
-                Observation { now: at(3600), ..synced(&in_place) },
+                Observation {
+                    now: at(3600),
+                    ..synced(&in_place)
+                },
                 Plan::Sync(SyncReason::RefreshDue),
             ),
             (
                 "refresh overdue",
-                Observation { now: at(7200), ..synced(&in_place) },
+                Observation {
+                    now: at(7200),
+                    ..synced(&in_place)
+                },
                 Plan::Sync(SyncReason::RefreshDue),
             ),
             (
                 "clock behind the last sync: wait a full interval, never spin",
-                Observation { now: at(-30), ..synced(&in_place) },
-                Plan::UpToDate { requeue_after: HOUR },
+                Observation {
+                    now: at(-30),
+                    ..synced(&in_place)
+                },
+                Plan::UpToDate {
+                    requeue_after: HOUR,
+                },
             ),
         ];
         for (name, seen, expected) in cases {
@@ -223,15 +283,63 @@ mod tests {
     #[test]
     fn write_table() {
         let cases = [
-            ("first write", TargetState::Absent, None, "A", Some(Write::Create)),
-            ("deleted Secret", TargetState::Absent, Some("A"), "A", Some(Write::Restore)),
+            (
+                "first write",
+                TargetState::Absent,
+                None,
+                "A",
+                Some(Write::Create),
+            ),
+            (
+                "deleted Secret",
+                TargetState::Absent,
+                Some("A"),
+                "A",
+                Some(Write::Restore),
+            ),
             ("in place", owned(Some("A"), true), Some("A"), "A", None),
-            ("edited value", owned(Some("B"), true), Some("A"), "A", Some(Write::Restore)),
-            ("key removed", owned(None, true), Some("A"), "A", Some(Write::Restore)),
-            ("labels removed", owned(Some("A"), false), Some("A"), "A", Some(Write::Update)),
-            ("key changed upstream", owned(Some("A"), true), Some("A"), "B", Some(Write::Update)),
-            ("new key, labels off", owned(Some("A"), false), Some("A"), "B", Some(Write::Update)),
-            ("adopting our own leftover", owned(Some("A"), true), None, "B", Some(Write::Create)),
+            (
+                "edited value",
+                owned(Some("B"), true),
+                Some("A"),
+                "A",
+                Some(Write::Restore),
+            ),
+            (
+                "key removed",
+                owned(None, true),
+                Some("A"),
+                "A",
+                Some(Write::Restore),
+            ),
+            (
+                "labels removed",
+                owned(Some("A"), false),
+                Some("A"),
+                "A",
+                Some(Write::Update),
+            ),
+            (
+                "key changed upstream",
+                owned(Some("A"), true),
+                Some("A"),
+                "B",
+                Some(Write::Update),
+            ),
+            (
+                "new key, labels off",
+                owned(Some("A"), false),
+                Some("A"),
+                "B",
+                Some(Write::Update),
+            ),
+            (
+                "adopting our own leftover",
+                owned(Some("A"), true),
+                None,
+                "B",
+                Some(Write::Create),
+            ),
             ("foreign", TargetState::Foreign, Some("A"), "A", None),
         ];
         for (name, target, recorded, current, expected) in cases {

@@ -21,7 +21,11 @@ pub enum Error {
     LoginSecretInvalid { name: String, problem: String },
 
     #[error("{step} at {host}: {source}")]
-    Terrakio { step: &'static str, host: String, source: TerrakioError },
+    Terrakio {
+        step: &'static str,
+        host: String,
+        source: TerrakioError,
+    },
 
     #[error(
         "Secret {name:?} already exists and is not controlled by this TerrakioCredential; delete \
@@ -30,7 +34,10 @@ pub enum Error {
     TargetConflict { name: String },
 
     #[error("{step}: {source}")]
-    Kubernetes { step: &'static str, source: kube::Error },
+    Kubernetes {
+        step: &'static str,
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -65,9 +72,10 @@ impl Error {
     /// The wait Terrakio asked for, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Terrakio { source: TerrakioError::RateLimited { retry_after, .. }, .. } => {
-                *retry_after
-            }
+            Error::Terrakio {
+                source: TerrakioError::RateLimited { retry_after, .. },
+                ..
+            } => *retry_after,
             _ => None,
         }
     }

@@ -19,12 +19,23 @@ pub async fn read(secrets: &Api<Secret>, reference: &LoginSecretRef) -> Result<L
     let found = secrets
         .get_opt(&reference.name)
         .await
-        .map_err(|source| Error::Kubernetes { step: "reading the login Secret", source })?;
-    let secret = found.ok_or_else(|| Error::LoginSecretNotFound { name: reference.name.clone() })?;
-    let (email, password) = parse(&secret, reference).map_err(|problem| {
-        Error::LoginSecretInvalid { name: reference.name.clone(), problem }
+        .map_err(|source| Error::Kubernetes {
+            step: "reading the login Secret",
+            source,
+        })?;
+    let secret = found.ok_or_else(|| Error::LoginSecretNotFound {
+        name: reference.name.clone(),
     })?;
-    Ok(LoginSecret { email, password, resource_version: secret.metadata.resource_version })
+    let (email, password) =
+        parse(&secret, reference).map_err(|problem| Error::LoginSecretInvalid {
+            name: reference.name.clone(),
+            problem,
+        })?;
+    Ok(LoginSecret {
+        email,
+        password,
+        resource_version: secret.metadata.resource_version,
+    })
 }
 
 /// Extracts email and password; the error says which data key is wrong and how. The email is
@@ -35,7 +46,11 @@ pub fn parse(secret: &Secret, reference: &LoginSecretRef) -> Result<(String, Pas
             .data
             .as_ref()
             .and_then(|data| data.get(key))
-            .ok_or_else(|| format!("has no data key {key:?}; add it or set the key's name in spec.loginSecretRef"))?;
+            .ok_or_else(|| {
+                format!(
+                    "has no data key {key:?}; add it or set the key's name in spec.loginSecretRef"
+                )
+            })?;
         let text = String::from_utf8(bytes.0.clone())
             .map_err(|_| format!("data key {key:?} is not UTF-8 text"))?;
         if text.trim().is_empty() {
@@ -55,8 +70,14 @@ mod tests {
     use super::*;
 
     fn secret(entries: &[(&str, &[u8])]) -> Secret {
-        let data = entries.iter().map(|(k, v)| (k.to_string(), ByteString(v.to_vec()))).collect();
-        Secret { data: Some(data), ..Secret::default() }
+        let data = entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+            .collect();
+        Secret {
+            data: Some(data),
+            ..Secret::default()
+        }
     }
 
     #[test]
@@ -67,12 +88,36 @@ mod tests {
             password_key: "password".into(),
         };
         let cases: [(&str, Secret, Result<&str, &str>); 6] = [
-            ("good", secret(&[("email", b"a@example.com"), ("password", b"pw")]), Ok("a@example.com")),
-            ("email trimmed", secret(&[("email", b"a@example.com\n"), ("password", b"pw")]), Ok("a@example.com")),
-            ("no email", secret(&[("password", b"pw")]), Err(r#"has no data key "email""#)),
-            ("no password", secret(&[("email", b"a@example.com")]), Err(r#"has no data key "password""#)),
-            ("binary password", secret(&[("email", b"a@b"), ("password", &[0xff, 0xfe])]), Err("is not UTF-8")),
-            ("empty email", secret(&[("email", b" \n"), ("password", b"pw")]), Err(r#"data key "email" is empty"#)),
+            (
+                "good",
+                secret(&[("email", b"a@example.com"), ("password", b"pw")]),
+                Ok("a@example.com"),
+            ),
+            (
+                "email trimmed",
+                secret(&[("email", b"a@example.com\n"), ("password", b"pw")]),
+                Ok("a@example.com"),
+            ),
+            (
+                "no email",
+                secret(&[("password", b"pw")]),
+                Err(r#"has no data key "email""#),
+            ),
+            (
+                "no password",
+                secret(&[("email", b"a@example.com")]),
+                Err(r#"has no data key "password""#),
+            ),
+            (
+                "binary password",
+                secret(&[("email", b"a@b"), ("password", &[0xff, 0xfe])]),
+                Err("is not UTF-8"),
+            ),
+            (
+                "empty email",
+                secret(&[("email", b" \n"), ("password", b"pw")]),
+                Err(r#"data key "email" is empty"#),
+            ),
         ];
         for (name, secret, expected) in cases {
             match (parse(&secret, &reference), expected) {

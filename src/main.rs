@@ -54,7 +54,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     controller::preflight(&client, &scope).await?;
 
-    let retry = RetryPolicy { first_pause: args.terrakio_retry_pause, ..RetryPolicy::default() };
+    let retry = RetryPolicy {
+        first_pause: args.terrakio_retry_pause,
+        ..RetryPolicy::default()
+    };
     let terrakio = TerrakioClient::new(args.terrakio_timeout, retry)
         .map_err(|err| format!("cannot build the HTTP client: {err}"))?;
     let reporter = Reporter {
@@ -62,7 +65,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(client, terrakio, recorder, args.allow_insecure_endpoints));
+    let ctx = Arc::new(Context::new(
+        client,
+        terrakio,
+        recorder,
+        args.allow_insecure_endpoints,
+    ));
 
     tracing::info!(?scope, "terrakio-operator starting");
     controller::run(ctx, scope, args.concurrency).await;

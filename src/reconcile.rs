@@ -69,13 +69,19 @@ impl Context {
         }
     }
 
-    fn with_memory<T>(&self, key: &ObjectRef<TerrakioCredential>, f: impl FnOnce(&mut Memory) -> T) -> T {
+    fn with_memory<T>(
+        &self,
+        key: &ObjectRef<TerrakioCredential>,
+        f: impl FnOnce(&mut Memory) -> T,
+    ) -> T {
         let mut memory = self.memory.lock().expect("memory lock");
         f(memory.entry(key.clone()).or_default())
     }
 
     fn login_changed(&self, key: &ObjectRef<TerrakioCredential>, version: Option<&str>) -> bool {
-        self.with_memory(key, |m| m.login_version.is_none() || m.login_version.as_deref() != version)
+        self.with_memory(key, |m| {
+            m.login_version.is_none() || m.login_version.as_deref() != version
+        })
     }
 
     /// The next wait for a failing credential: exponential from the error's first retry, with
@@ -163,7 +169,10 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
     let found = secrets
         .get_opt(&spec.target_name)
         .await
-        .map_err(|source| Error::Kubernetes { step: "reading the target Secret", source })?;
+        .map_err(|source| Error::Kubernetes {
+            step: "reading the target Secret",
+            source,
+        })?;
     let target = target::observe(found.as_ref(), cr, &spec);
 
     let status = cr.status.clone().unwrap_or_default();
@@ -186,7 +195,11 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
     };
 
     let reason = match decision::plan(&seen) {
-        Plan::Conflict => return Err(Error::TargetConflict { name: spec.target_name }),
+        Plan::Conflict => {
+            return Err(Error::TargetConflict {
+                name: spec.target_name,
+            });
+        }
         Plan::UpToDate { requeue_after } => {
             tracing::debug!(requeue_in_s = requeue_after.as_secs(), "up to date");
             return Ok(Synced {
@@ -203,7 +216,11 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
     };
 
     tracing::debug!(?reason, "asking Terrakio for the current key");
-    let session = Login { endpoint: spec.endpoint.clone(), email: login.email, password: login.password };
+    let session = Login {
+        endpoint: spec.endpoint.clone(),
+        email: login.email,
+        password: login.password,
+    };
     let (api_key, generated) = current_or_new_key(ctx, &session).await?;
     let fingerprint = api_key.fingerprint();
 
@@ -248,7 +265,9 @@ async fn current_or_new_key(ctx: &Context, login: &Login) -> Result<(ApiKey, boo
     tracing::debug!("the account has no API key yet; generating one");
     let generated = ctx
         .sessions
-        .with_token(client, login, |token| async move { client.generate_key(endpoint, &token).await })
+        .with_token(client, login, |token| async move {
+            client.generate_key(endpoint, &token).await
+        })
         .await;
     match generated {
         Ok(key) => Ok((key, true)),
@@ -277,7 +296,10 @@ async fn apply_secret(
         .patch(&spec.target_name, &params, &Patch::Apply(&secret))
         .await
         .map(drop)
-        .map_err(|source| Error::Kubernetes { step: "writing the target Secret", source })
+        .map_err(|source| Error::Kubernetes {
+            step: "writing the target Secret",
+            source,
+        })
 }
 
 /// After `spec.target.name` changed, deletes the Secret written under the old name, if this
@@ -288,17 +310,27 @@ async fn remove_previous_target(
     status: &TerrakioCredentialStatus,
     spec: &ValidSpec,
 ) -> Result<(), Error> {
-    let Some(old) = status.secret_name.as_deref().filter(|old| *old != spec.target_name) else {
+    let Some(old) = status
+        .secret_name
+        .as_deref()
+        .filter(|old| *old != spec.target_name)
+    else {
         return Ok(());
     };
     let step = "removing the previous target Secret";
-    let found = secrets.get_opt(old).await.map_err(|source| Error::Kubernetes { step, source })?;
+    let found = secrets
+        .get_opt(old)
+        .await
+        .map_err(|source| Error::Kubernetes { step, source })?;
     if let target::Ownership::Controlled = target::ownership(found.as_ref(), cr) {
         secrets
             .delete(old, &DeleteParams::default())
             .await
             .map_err(|source| Error::Kubernetes { step, source })?;
-        tracing::info!(secret = old, "removed the Secret written under the previous name");
+        tracing::info!(
+            secret = old,
+            "removed the Secret written under the previous name"
+        );
     }
     Ok(())
 }
@@ -309,7 +341,10 @@ fn status_after_success(
     synced: &Synced,
     now: Timestamp,
 ) -> TerrakioCredentialStatus {
-    let message = format!("Secret {} holds key {}", synced.secret_name, synced.fingerprint);
+    let message = format!(
+        "Secret {} holds key {}",
+        synced.secret_name, synced.fingerprint
+    );
     let ready = conditions::ready(
         conditions::find(&previous.conditions, conditions::READY),
         true,
@@ -323,7 +358,11 @@ fn status_after_success(
         observed_generation: cr.metadata.generation,
         secret_name: Some(synced.secret_name.clone()),
         key_fingerprint: Some(synced.fingerprint.clone()),
-        last_sync_time: if synced.confirmed { Some(Time(now)) } else { previous.last_sync_time.clone() },
+        last_sync_time: if synced.confirmed {
+            Some(Time(now))
+        } else {
+            previous.last_sync_time.clone()
+        },
     }
 }
 
@@ -365,7 +404,10 @@ async fn write_status(
     )
     .await
     .map(drop)
-    .map_err(|source| Error::Kubernetes { step: "updating the status", source })
+    .map_err(|source| Error::Kubernetes {
+        step: "updating the status",
+        source,
+    })
 }
 
 async fn report_success(
@@ -417,10 +459,19 @@ async fn report_failure(
     let reason = err.reason();
     let message = err.to_string();
     tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), %reason, error = %message, "sync failed");
-    let unchanged = conditions::find(&previous.conditions, conditions::READY)
-        .is_some_and(|c| c.status == "False" && c.reason == reason.as_str() && c.message == message);
+    let unchanged = conditions::find(&previous.conditions, conditions::READY).is_some_and(|c| {
+        c.status == "False" && c.reason == reason.as_str() && c.message == message
+    });
     if !unchanged {
-        publish(ctx, cr, EventType::Warning, reason.as_str(), "SyncKey", message).await;
+        publish(
+            ctx,
+            cr,
+            EventType::Warning,
+            reason.as_str(),
+            "SyncKey",
+            message,
+        )
+        .await;
     }
 }
 

@@ -89,7 +89,10 @@ mod tests {
         ];
         for shown in cases {
             assert!(shown.contains("[redacted]"), "{shown}");
-            assert!(!shown.contains("hunter2") && !shown.contains("token-value"), "{shown}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("token-value"),
+                "{shown}"
+            );
             assert!(!shown.contains("key_value"), "{shown}");
         }
     }

@@ -48,7 +48,9 @@ pub fn read_claims(token: &Token) -> Option<Claims> {
     let payload = token.expose().split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let parsed: Payload = serde_json::from_slice(&bytes).ok()?;
-    (parsed.exp.is_finite() && parsed.exp > 0.0).then_some(Claims { exp: parsed.exp as u64 })
+    (parsed.exp.is_finite() && parsed.exp > 0.0).then_some(Claims {
+        exp: parsed.exp as u64,
+    })
 }
 
 /// When a token obtained at `obtained_at` (Unix seconds) should be replaced, in Unix seconds.
@@ -78,7 +80,10 @@ pub struct Sessions {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { salt: rand::random(), slots: Mutex::default() }
+        Sessions {
+            salt: rand::random(),
+            slots: Mutex::default(),
+        }
     }
 }
 
@@ -123,7 +128,9 @@ impl Sessions {
         let now = unix_now();
         slots.retain(|_, slot| {
             Arc::strong_count(slot) > 1
-                || slot.try_lock().is_ok_and(|s| s.token.as_ref().is_some_and(|t| t.renew_at > now))
+                || slot
+                    .try_lock()
+                    .is_ok_and(|s| s.token.as_ref().is_some_and(|t| t.renew_at > now))
         });
         slots.entry(key).or_default().clone()
     }
@@ -131,7 +138,11 @@ impl Sessions {
     fn key(&self, login: &Login) -> [u8; 32] {
         let mut digest = Sha256::new();
         digest.update(self.salt);
-        for part in [login.endpoint.as_str(), &login.email, login.password.expose()] {
+        for part in [
+            login.endpoint.as_str(),
+            &login.email,
+            login.password.expose(),
+        ] {
             digest.update((part.len() as u64).to_be_bytes());
             digest.update(part.as_bytes());
         }
@@ -157,11 +168,19 @@ impl Sessions {
         slot.token = None;
 
         let obtained_at = unix_now();
-        let token = client.login(&login.endpoint, &login.email, &login.password).await?;
+        let token = client
+            .login(&login.endpoint, &login.email, &login.password)
+            .await?;
         match renew_at(read_claims(&token), obtained_at) {
             Some(renew_at) => {
-                tracing::debug!(expires_in_s = renew_at.saturating_sub(obtained_at), "logged in");
-                slot.token = Some(CachedToken { token: token.clone(), renew_at });
+                tracing::debug!(
+                    expires_in_s = renew_at.saturating_sub(obtained_at),
+                    "logged in"
+                );
+                slot.token = Some(CachedToken {
+                    token: token.clone(),
+                    renew_at,
+                });
             }
             None => tracing::debug!("logged in; token claims unreadable, not caching it"),
         }
@@ -170,7 +189,10 @@ impl Sessions {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -179,14 +201,24 @@ mod tests {
 
     fn jwt(payload: &str) -> Token {
         let encode = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
-        Token::new(format!("{}.{}.sig", encode(r#"{"alg":"RS256"}"#), encode(payload)))
+        Token::new(format!(
+            "{}.{}.sig",
+            encode(r#"{"alg":"RS256"}"#),
+            encode(payload)
+        ))
     }
 
     #[test]
     fn claims_are_read_from_the_payload() {
         let cases = [
-            (jwt(r#"{"exp": 1700000000, "sub": "u1"}"#), Some(Claims { exp: 1_700_000_000 })),
-            (jwt(r#"{"exp": 1700000000.5}"#), Some(Claims { exp: 1_700_000_000 })),
+            (
+                jwt(r#"{"exp": 1700000000, "sub": "u1"}"#),
+                Some(Claims { exp: 1_700_000_000 }),
+            ),
+            (
+                jwt(r#"{"exp": 1700000000.5}"#),
+                Some(Claims { exp: 1_700_000_000 }),
+            ),
             (jwt(r#"{"sub": "no-exp"}"#), None),
             (jwt(r#"{"exp": "soon"}"#), None),
             (jwt("not json"), None),
@@ -213,7 +245,10 @@ mod tests {
             (None, 10_000, None),
         ];
         for (exp, obtained_at, expected) in cases {
-            assert_eq!(renew_at(exp.map(|exp| Claims { exp }), obtained_at), expected);
+            assert_eq!(
+                renew_at(exp.map(|exp| Claims { exp }), obtained_at),
+                expected
+            );
         }
     }
 
@@ -229,7 +264,11 @@ mod tests {
         assert_eq!(sessions.key(&login("one")), sessions.key(&login("one")));
         assert_ne!(sessions.key(&login("one")), sessions.key(&login("two")));
         // Length-prefixed parts: moving characters between email and password changes the key.
-        let shifted = Login { email: "a@example.como".into(), password: Password::new("ne"), ..login("") };
+        let shifted = Login {
+            email: "a@example.como".into(),
+            password: Password::new("ne"),
+            ..login("")
+        };
         assert_ne!(sessions.key(&login("one")), sessions.key(&shifted));
     }
 }

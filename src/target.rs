@@ -42,7 +42,11 @@ pub fn ownership(found: Option<&Secret>, credential: &TerrakioCredential) -> Own
         .iter()
         .flatten()
         .any(|owner| owner.controller == Some(true) && Some(owner.uid.as_str()) == uid);
-    if controlled { Ownership::Controlled } else { Ownership::Foreign }
+    if controlled {
+        Ownership::Controlled
+    } else {
+        Ownership::Foreign
+    }
 }
 
 /// Compares the Secret found under the target name with what `spec` wants.
@@ -64,10 +68,18 @@ pub fn observe(
         .map(|value| fingerprint_of(&value.0));
     let labels = secret.metadata.labels.clone().unwrap_or_default();
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
-    let metadata_current = desired_labels(spec).iter().all(|(k, v)| labels.get(k) == Some(v))
-        && spec.target_annotations.iter().all(|(k, v)| annotations.get(k) == Some(v))
+    let metadata_current = desired_labels(spec)
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && spec
+            .target_annotations
+            .iter()
+            .all(|(k, v)| annotations.get(k) == Some(v))
         && secret.type_.as_deref().unwrap_or("Opaque") == "Opaque";
-    TargetState::Owned { key_fingerprint, metadata_current }
+    TargetState::Owned {
+        key_fingerprint,
+        metadata_current,
+    }
 }
 
 /// The Secret as the operator applies it (server-side apply, so fields other managers own,
@@ -135,7 +147,10 @@ mod tests {
         let ours = desired(&cr, &spec, &key);
 
         let mut edited = ours.clone();
-        edited.data = Some(BTreeMap::from([("TERRAKIO_API_KEY".into(), ByteString(b"x".to_vec()))]));
+        edited.data = Some(BTreeMap::from([(
+            "TERRAKIO_API_KEY".into(),
+            ByteString(b"x".to_vec()),
+        )]));
         let mut unlabelled = ours.clone();
         unlabelled.metadata.labels = None;
         let mut foreign = ours.clone();
@@ -148,20 +163,33 @@ mod tests {
             (
                 "as written",
                 Some(&ours),
-                TargetState::Owned { key_fingerprint: Some(key.fingerprint()), metadata_current: true },
+                TargetState::Owned {
+                    key_fingerprint: Some(key.fingerprint()),
+                    metadata_current: true,
+                },
             ),
             (
                 "value edited",
                 Some(&edited),
-                TargetState::Owned { key_fingerprint: Some(fingerprint_of(b"x")), metadata_current: true },
+                TargetState::Owned {
+                    key_fingerprint: Some(fingerprint_of(b"x")),
+                    metadata_current: true,
+                },
             ),
             (
                 "labels removed",
                 Some(&unlabelled),
-                TargetState::Owned { key_fingerprint: Some(key.fingerprint()), metadata_current: false },
+                TargetState::Owned {
+                    key_fingerprint: Some(key.fingerprint()),
+                    metadata_current: false,
+                },
             ),
             ("not owned", Some(&foreign), TargetState::Foreign),
-            ("owned by another credential", Some(&other_owner), TargetState::Foreign),
+            (
+                "owned by another credential",
+                Some(&other_owner),
+                TargetState::Foreign,
+            ),
         ];
         for (name, found, expected) in cases {
             assert_eq!(observe(found, &cr, &spec), expected, "{name}");
@@ -179,7 +207,10 @@ mod tests {
         assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
         assert_eq!(labels["team"], "a");
         let owner = &secret.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.controller, owner.uid.as_str()), (Some(true), "uid-1"));
+        assert_eq!(
+            (owner.controller, owner.uid.as_str()),
+            (Some(true), "uid-1")
+        );
         assert_eq!(secret.data.unwrap()["TERRAKIO_API_KEY"].0, b"tk_one");
     }
 }

@@ -77,18 +77,33 @@ pub enum TerrakioError {
 
     /// The token was refused; the session should log in again.
     #[error("Terrakio refused the login token for {call} (HTTP {status}): {detail}")]
-    NotAuthenticated { call: Call, status: u16, detail: String },
+    NotAuthenticated {
+        call: Call,
+        status: u16,
+        detail: String,
+    },
 
     #[error("Terrakio is rate limiting {call}{}", retry_hint(*.retry_after))]
-    RateLimited { call: Call, retry_after: Option<Duration> },
+    RateLimited {
+        call: Call,
+        retry_after: Option<Duration>,
+    },
 
     /// Timeouts, connection failures, 5xx and 408: the service did not answer usefully.
     #[error("Terrakio is unavailable for {call}: {reason}")]
-    Unavailable { call: Call, reason: String, request_sent: bool },
+    Unavailable {
+        call: Call,
+        reason: String,
+        request_sent: bool,
+    },
 
     /// Any other refusal.
     #[error("Terrakio answered {call} with HTTP {status}: {detail}")]
-    Rejected { call: Call, status: u16, detail: String },
+    Rejected {
+        call: Call,
+        status: u16,
+        detail: String,
+    },
 
     /// A success status whose body is not what the API documents.
     #[error("Terrakio answered {call} with an unexpected body: {reason}")]
@@ -213,11 +228,16 @@ impl TerrakioClient {
         endpoint: &Url,
         token: &Token,
     ) -> Result<Option<ApiKey>, TerrakioError> {
-        let (status, bytes) = self.send(Call::ViewKey, endpoint, Some(token), None).await?;
+        let (status, bytes) = self
+            .send(Call::ViewKey, endpoint, Some(token), None)
+            .await?;
         match status.as_u16() {
             200..=299 => {
                 let answer: KeyAnswer = parse_json(Call::ViewKey, &bytes)?;
-                Ok(answer.api_key.filter(|key| !key.is_empty()).map(ApiKey::new))
+                Ok(answer
+                    .api_key
+                    .filter(|key| !key.is_empty())
+                    .map(ApiKey::new))
             }
             404 => Ok(None),
             _ => Err(classify_failure(Call::ViewKey, status, &bytes)),
@@ -231,7 +251,9 @@ impl TerrakioClient {
         endpoint: &Url,
         token: &Token,
     ) -> Result<ApiKey, TerrakioError> {
-        let (status, bytes) = self.send(Call::GenerateKey, endpoint, Some(token), None).await?;
+        let (status, bytes) = self
+            .send(Call::GenerateKey, endpoint, Some(token), None)
+            .await?;
         match status.as_u16() {
             200..=299 => {
                 let answer: KeyAnswer = parse_json(Call::GenerateKey, &bytes)?;
@@ -267,11 +289,21 @@ impl TerrakioClient {
                 request = request.header(CONTENT_TYPE, "application/json").json(body);
             }
             tracing::debug!(call = call.as_str(), "calling Terrakio");
-            let response = request.send().await.map_err(|err| transport_error(call, &err))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|err| transport_error(call, &err))?;
             let status = response.status();
             let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-            let bytes = response.bytes().await.map_err(|err| transport_error(call, &err))?;
-            tracing::debug!(call = call.as_str(), status = status.as_u16(), "Terrakio answered");
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|err| transport_error(call, &err))?;
+            tracing::debug!(
+                call = call.as_str(),
+                status = status.as_u16(),
+                "Terrakio answered"
+            );
             if status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(TerrakioError::RateLimited { call, retry_after });
             }
@@ -324,14 +356,25 @@ fn never_reached_the_application(status: StatusCode) -> bool {
 fn classify_failure(call: Call, status: StatusCode, bytes: &[u8]) -> TerrakioError {
     let detail = error_detail(bytes);
     match status.as_u16() {
-        400 | 401 => TerrakioError::NotAuthenticated { call, status: status.as_u16(), detail },
-        429 => TerrakioError::RateLimited { call, retry_after: None },
+        400 | 401 => TerrakioError::NotAuthenticated {
+            call,
+            status: status.as_u16(),
+            detail,
+        },
+        429 => TerrakioError::RateLimited {
+            call,
+            retry_after: None,
+        },
         408 | 500..=599 => TerrakioError::Unavailable {
             call,
             reason: format!("HTTP {}: {detail}", status.as_u16()),
             request_sent: !never_reached_the_application(status),
         },
-        other => TerrakioError::Rejected { call, status: other, detail },
+        other => TerrakioError::Rejected {
+            call,
+            status: other,
+            detail,
+        },
     }
 }
 
@@ -351,7 +394,11 @@ fn transport_error(call: Call, err: &reqwest::Error) -> TerrakioError {
         reason.push_str(&cause.to_string());
         source = cause.source();
     }
-    TerrakioError::Unavailable { call, reason: truncate(&reason), request_sent }
+    TerrakioError::Unavailable {
+        call,
+        reason: truncate(&reason),
+        request_sent,
+    }
 }
 
 fn parse_json<T: for<'de> Deserialize<'de>>(call: Call, bytes: &[u8]) -> Result<T, TerrakioError> {
@@ -393,18 +440,35 @@ pub fn error_detail(bytes: &[u8]) -> String {
     }
 
     let shown = match serde_json::from_slice::<Body>(bytes) {
-        Ok(Body { detail: Detail::Text(text) }) => text,
-        Ok(Body { detail: Detail::Message { message } }) => message,
-        Ok(Body { detail: Detail::Other(value) }) => value.to_string(),
+        Ok(Body {
+            detail: Detail::Text(text),
+        }) => text,
+        Ok(Body {
+            detail: Detail::Message { message },
+        }) => message,
+        Ok(Body {
+            detail: Detail::Other(value),
+        }) => value.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
     };
-    if shown.is_empty() { "(empty body)".to_string() } else { truncate(&shown) }
+    if shown.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        truncate(&shown)
+    }
 }
 
 fn truncate(text: &str) -> String {
-    let clean: String =
-        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(MAX_DETAIL_CHARS).collect();
-    if text.chars().count() > MAX_DETAIL_CHARS { format!("{clean}...") } else { clean }
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DETAIL_CHARS)
+        .collect();
+    if text.chars().count() > MAX_DETAIL_CHARS {
+        format!("{clean}...")
+    } else {
+        clean
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
@@ -414,7 +478,10 @@ fn parse_retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Dur
         return Some(Duration::from_secs(seconds));
     }
     let when = httpdate::parse_http_date(text).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -425,7 +492,10 @@ mod tests {
     fn error_detail_reads_every_documented_shape() {
         let cases: [(&[u8], &str); 6] = [
             (br#"{"detail": "Not authenticated"}"#, "Not authenticated"),
-            (br#"{"detail": {"message": "Invalid email or password"}}"#, "Invalid email or password"),
+            (
+                br#"{"detail": {"message": "Invalid email or password"}}"#,
+                "Invalid email or password",
+            ),
             (br#"{"detail": [{"loc": "email"}]}"#, r#"[{"loc":"email"}]"#),
             (b"<html>Bad Gateway</html>\n", "<html>Bad Gateway</html>"),
             (b"", "(empty body)"),
@@ -447,10 +517,16 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         use reqwest::header::HeaderValue;
-        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("5"))), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("5"))),
+            Some(Duration::from_secs(5))
+        );
         let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
         assert_eq!(parse_retry_after(Some(&past)), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(Some(&HeaderValue::from_static("soon"))), None);
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("soon"))),
+            None
+        );
         assert_eq!(parse_retry_after(None), None);
     }
 
@@ -479,12 +555,24 @@ mod tests {
     fn join_keeps_a_base_path() {
         let cases = [
             ("https://api.terrak.io", "https://api.terrak.io/users/login"),
-            ("https://api.terrak.io/", "https://api.terrak.io/users/login"),
-            ("https://onprem.example/terrakio", "https://onprem.example/terrakio/users/login"),
-            ("https://onprem.example/terrakio/", "https://onprem.example/terrakio/users/login"),
+            (
+                "https://api.terrak.io/",
+                "https://api.terrak.io/users/login",
+            ),
+            (
+                "https://onprem.example/terrakio",
+                "https://onprem.example/terrakio/users/login",
+            ),
+            (
+                "https://onprem.example/terrakio/",
+                "https://onprem.example/terrakio/users/login",
+            ),
         ];
         for (base, expected) in cases {
-            assert_eq!(join(&Url::parse(base).unwrap(), "users/login").as_str(), expected);
+            assert_eq!(
+                join(&Url::parse(base).unwrap(), "users/login").as_str(),
+                expected
+            );
         }
     }
 

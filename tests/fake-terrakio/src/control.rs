@@ -25,10 +25,9 @@ pub(crate) fn routes() -> Router<Shared> {
 }
 
 /// The body as JSON of the expected shape, or a 422 saying what is wrong with it.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        Answer::detail(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()).into_response()
-    })
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
+    serde_json::from_slice(body)
+        .map_err(|e| Answer::detail(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))
 }
 
 fn message(text: &str) -> Response {
@@ -51,7 +50,7 @@ async fn reset_calls(State(shared): State<Shared>) -> Response {
 async fn inject(State(shared): State<Shared>, body: Bytes) -> Response {
     let fault: Fault = match parse(&body) {
         Ok(fault) => fault,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     if let Err(problem) = fault.check() {
         return Answer::detail(StatusCode::UNPROCESSABLE_ENTITY, &problem).into_response();
@@ -79,7 +78,7 @@ struct NewAccount {
 async fn add_account(State(shared): State<Shared>, body: Bytes) -> Response {
     let account: NewAccount = match parse(&body) {
         Ok(account) => account,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
 
     if shared.lock().add_account(&account.email, &account.password) {
@@ -111,7 +110,7 @@ struct TokenLifetime {
 async fn token_lifetime(State(shared): State<Shared>, body: Bytes) -> Response {
     let lifetime: TokenLifetime = match parse(&body) {
         Ok(lifetime) => lifetime,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let Ok(lifetime) = Duration::try_from_secs_f64(lifetime.seconds) else {
         let detail = "seconds must be a non-negative number";

@@ -6,6 +6,20 @@
 //! their `exp` claim, `{"detail": ...}` errors. On top it lets a test count calls, inject
 //! faults and reach into the accounts, either in process through [`FakeTerrakio`] or from
 //! another process through the `/_fake/` control API.
+//!
+//! # Control API
+//!
+//! JSON in and out; none of these calls is counted.
+//!
+//! | call | does |
+//! | --- | --- |
+//! | `GET /_fake/calls` | count per endpoint: `{"signup": N, "login": N, ..., "data": N}` |
+//! | `DELETE /_fake/calls` | sets the counts to zero |
+//! | `POST /_fake/faults` | queues a [`Fault`] given as JSON; 422 if it has an unknown field |
+//! | `DELETE /_fake/faults` | forgets the faults not yet used up |
+//! | `POST /_fake/accounts` | `{"email", "password"}`: 201 if new, 200 if the password changed |
+//! | `GET /_fake/accounts` | `[{"email", "id", "api_key"}]`, `api_key` null before a generate |
+//! | `POST /_fake/token-lifetime` | `{"seconds": N}`: lifetime of tokens issued from now on |
 
 mod accounts;
 mod api;

@@ -145,7 +145,7 @@ async fn generate_replaces_the_key_and_retires_the_old_one() {
     assert_eq!(fake.issued_keys(), [old, new]);
     assert_eq!(fake.calls(Endpoint::GenerateKey), 2);
     assert_eq!(fake.calls(Endpoint::ViewKey), 2);
-    assert_eq!(fake.calls(Endpoint::Data), 9);
+    assert_eq!(fake.calls(Endpoint::Data), 10);
 }
 
 #[tokio::test]

@@ -102,14 +102,13 @@ impl Client {
             .status()
     }
 
-    /// `GET /{service}` with the key as the `api-key` URL parameter.
+    /// `GET /{service}` with the key as the `api-key` URL parameter (keys need no escaping).
     pub async fn data_by_query(&self, service: &str, key: &str) -> StatusCode {
-        let url = format!("{}/{service}", self.base);
-        let request = self
-            .http
-            .get(url)
-            .query(&[("api-key", key), ("request", "GetCapabilities")]);
-        request.send().await.unwrap().status()
+        let url = format!(
+            "{}/{service}?request=GetCapabilities&api-key={key}",
+            self.base
+        );
+        self.http.get(url).send().await.unwrap().status()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {

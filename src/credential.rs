@@ -340,3 +340,145 @@ fn matches(pattern: &str, value: &str) -> bool {
         .iter()
         .any(|(known, regex)| *known == pattern && regex.is_match(value))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(edit: impl FnOnce(&mut TerrakioCredentialSpec)) -> TerrakioCredentialSpec {
+        let mut spec = TerrakioCredentialSpec {
+            endpoint: DEFAULT_ENDPOINT.into(),
+            login_secret_ref: LoginSecretRef {
+                name: "login".into(),
+                email_key: "email".into(),
+                password_key: "password".into(),
+            },
+            target: TargetSpec::default(),
+            refresh_interval: "1h".into(),
+        };
+        edit(&mut spec);
+        spec
+    }
+
+    #[test]
+    fn a_default_spec_is_valid() {
+        let valid = validate(&spec(|_| {}), "geo", false).unwrap();
+        assert_eq!(valid.endpoint.as_str(), "https://api.terrak.io/");
+        assert_eq!(valid.target_name, "geo");
+        assert_eq!(valid.target_key, "TERRAKIO_API_KEY");
+        assert_eq!(valid.refresh_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn validate_table() {
+        type Edit = Box<dyn FnOnce(&mut TerrakioCredentialSpec)>;
+        let cases: Vec<(&str, Edit, bool, Result<(), &str>)> = vec![
+            (
+                "http refused",
+                Box::new(|s| s.endpoint = "http://fake:8080".into()),
+                false,
+                Err("spec.endpoint: plain http://"),
+            ),
+            (
+                "http allowed when insecure",
+                Box::new(|s| s.endpoint = "http://fake:8080".into()),
+                true,
+                Ok(()),
+            ),
+            (
+                "https with a base path",
+                Box::new(|s| s.endpoint = "https://onprem.example/terrakio".into()),
+                false,
+                Ok(()),
+            ),
+            (
+                "not a URL",
+                Box::new(|s| s.endpoint = "https://".into()),
+                false,
+                Err("spec.endpoint"),
+            ),
+            (
+                "other scheme",
+                Box::new(|s| s.endpoint = "ftp://x".into()),
+                true,
+                Err("scheme \"ftp\""),
+            ),
+            (
+                "user info",
+                Box::new(|s| s.endpoint = "https://u:p@api.terrak.io".into()),
+                false,
+                Err("user info"),
+            ),
+            (
+                "query",
+                Box::new(|s| s.endpoint = "https://api.terrak.io/?a=b".into()),
+                false,
+                Err("?query"),
+            ),
+            (
+                "compound duration",
+                Box::new(|s| s.refresh_interval = "1h30m".into()),
+                false,
+                Ok(()),
+            ),
+            (
+                "duration word",
+                Box::new(|s| s.refresh_interval = "soon".into()),
+                false,
+                Err("spec.refreshInterval: \"soon\" is not a duration"),
+            ),
+            (
+                "fractional duration",
+                Box::new(|s| s.refresh_interval = "1.5h".into()),
+                false,
+                Err("spec.refreshInterval"),
+            ),
+            (
+                "too short",
+                Box::new(|s| s.refresh_interval = "1s".into()),
+                false,
+                Err("minimum of 5s"),
+            ),
+            (
+                "same data key twice",
+                Box::new(|s| s.login_secret_ref.password_key = "email".into()),
+                false,
+                Err("same data key"),
+            ),
+            (
+                "target is the login Secret",
+                Box::new(|s| s.target.name = Some("login".into())),
+                false,
+                Err("overwrite the login Secret"),
+            ),
+            (
+                "bad target name",
+                Box::new(|s| s.target.name = Some("Geo_Key".into())),
+                false,
+                Err("spec.target.name"),
+            ),
+            (
+                "bad target key",
+                Box::new(|s| s.target.key = "A KEY".into()),
+                false,
+                Err("spec.target.key"),
+            ),
+            (
+                "managed-by overridden",
+                Box::new(|s| {
+                    s.target.labels.insert(MANAGED_BY_LABEL.into(), "me".into());
+                }),
+                false,
+                Err("must not be overridden"),
+            ),
+        ];
+        for (name, edit, insecure, expected) in cases {
+            let got = validate(&spec(edit), "geo", insecure).map(drop);
+            match (&got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(message), Err(want)) => assert!(message.contains(want), "{name}: {message}"),
+                _ => panic!("{name}: got {got:?}, want {expected:?}"),
+            }
+        }
+    }
+}

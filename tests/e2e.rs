@@ -424,3 +424,49 @@ async fn the_operator_output_at_trace_level_holds_no_secret() {
     assert_eq!(world.fake.issued_keys().len(), 1);
     world.assert_no_secrets_in_output();
 }
+
+#[tokio::test]
+async fn the_deployed_service_account_has_every_permission_the_operator_needs() {
+    let kubeconfig = support::deployed_service_account();
+    let mut world = World::as_identity("least-privilege", kubeconfig).await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    world.credential(&ns, "geo", world.spec("1h")).await;
+
+    wait_ready(&world.credentials(), "geo", "KeySynced", SYNC).await;
+    world
+        .secrets()
+        .delete("geo", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(SYNC, "restored by the ServiceAccount", || async {
+        key_in(&world.secrets(), "geo", "TERRAKIO_API_KEY")
+            .await
+            .is_some()
+    })
+    .await;
+
+    let events = support::kubectl(
+        &support::control_plane().kubeconfig,
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+    )
+    .unwrap();
+    for reason in ["Generated", "Synced", "Restored"] {
+        assert!(events.contains(reason), "no {reason} Event in {events:?}");
+    }
+    let forbidden = world.operator.output().contains("forbidden");
+    assert!(
+        !forbidden,
+        "the operator was refused something: see {}",
+        world.operator.log.display()
+    );
+    world.assert_no_secrets_in_output();
+}

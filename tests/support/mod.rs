@@ -148,7 +148,11 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(namespaces: &[&str], log_name: &str) -> Operator {
-        let cp = control_plane();
+        Operator::start_as(&control_plane().kubeconfig, namespaces, log_name)
+    }
+
+    /// Starts the operator with the identity of `kubeconfig`.
+    pub fn start_as(kubeconfig: &Path, namespaces: &[&str], log_name: &str) -> Operator {
         let log = Path::new(REPO)
             .join("target/e2e-logs")
             .join(format!("{log_name}.log"));
@@ -164,7 +168,7 @@ impl Operator {
             ])
             .arg("--watch-namespaces")
             .arg(namespaces.join(","))
-            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "trace")
             .env("POD_NAME", log_name)
             .stdout(file.try_clone().unwrap())
@@ -214,6 +218,15 @@ impl World {
     /// A world whose operator also watches `extra` namespaces (created here, named
     /// `e2e-{name}-{extra}`).
     pub async fn with_namespaces(name: &str, extra: &[&str]) -> World {
+        World::build(name, extra, None).await
+    }
+
+    /// A world whose operator runs with the identity of `kubeconfig` instead of the admin's.
+    pub async fn as_identity(name: &str, kubeconfig: &Path) -> World {
+        World::build(name, &[], Some(kubeconfig)).await
+    }
+
+    async fn build(name: &str, extra: &[&str], kubeconfig: Option<&Path>) -> World {
         let client = client().await;
         let namespace = format!("e2e-{name}");
         let mut all = vec![namespace.clone()];
@@ -223,7 +236,10 @@ impl World {
         }
         let fake = FakeTerrakio::start().await.expect("fake Terrakio starts");
         let names: Vec<&str> = all.iter().map(String::as_str).collect();
-        let operator = Operator::start(&names, name);
+        let operator = match kubeconfig {
+            Some(path) => Operator::start_as(path, &names, name),
+            None => Operator::start(&names, name),
+        };
         World {
             client,
             namespace,
@@ -323,6 +339,39 @@ impl World {
                 );
             }
         }
+    }
+}
+
+/// Installs `deploy/` for real and writes a kubeconfig for its ServiceAccount, with a token
+/// from the TokenRequest API. Done once per test binary.
+pub fn deployed_service_account() -> &'static Path {
+    static KUBECONFIG: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let made = KUBECONFIG.get_or_init(|| {
+        let cp = control_plane();
+        kubectl(&cp.kubeconfig, &["apply", "-k", &format!("{REPO}/deploy/")])?;
+        let token = kubectl(
+            &cp.kubeconfig,
+            &[
+                "create",
+                "token",
+                "terrakio-operator",
+                "-n",
+                "terrakio-system",
+                "--duration=2h",
+            ],
+        )?;
+        let admin = std::fs::read_to_string(&cp.kubeconfig).map_err(|e| e.to_string())?;
+        let mut config: serde_json::Value =
+            serde_yaml_ng::from_str(&admin).map_err(|e| e.to_string())?;
+        config["users"] = json!([{ "name": "admin", "user": { "token": token.trim() } }]);
+        let path = cp.dir.join("operator-sa.kubeconfig");
+        let text = serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    });
+    match made {
+        Ok(path) => path,
+        Err(reason) => panic!("installing deploy/ failed: {reason}"),
     }
 }
 

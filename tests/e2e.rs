@@ -470,3 +470,78 @@ async fn the_deployed_service_account_has_every_permission_the_operator_needs() 
     );
     world.assert_no_secrets_in_output();
 }
+
+#[tokio::test]
+async fn renaming_the_target_moves_the_key_and_removes_the_old_secret() {
+    let mut world = World::new("rename").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    world.credential(&ns, "geo", world.spec("1h")).await;
+    wait_ready(&world.credentials(), "geo", "KeySynced", SYNC).await;
+    let key = key_in(&world.secrets(), "geo", "TERRAKIO_API_KEY")
+        .await
+        .unwrap();
+
+    let rename = json!({ "spec": { "target": { "name": "geo-key", "key": "API_KEY" } } });
+    world
+        .credentials()
+        .patch("geo", &PatchParams::default(), &Patch::Merge(&rename))
+        .await
+        .unwrap();
+    wait_for(SYNC, "key under the new name", || async {
+        key_in(&world.secrets(), "geo-key", "API_KEY")
+            .await
+            .as_deref()
+            == Some(key.as_str())
+    })
+    .await;
+    wait_for(SYNC, "old Secret removed", || async {
+        world.secrets().get_opt("geo").await.unwrap().is_none()
+    })
+    .await;
+    let status = world
+        .credentials()
+        .get("geo")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.secret_name.as_deref(), Some("geo-key"));
+    assert_eq!(status.observed_generation, Some(2));
+    assert_eq!(world.fake.calls(Endpoint::GenerateKey), 1);
+    world.assert_no_secrets_in_output();
+}
+
+#[tokio::test]
+async fn a_foreign_secret_is_never_touched() {
+    let mut world = World::new("conflict").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    let foreign: Secret = serde_json::from_value(json!({
+        "metadata": { "name": "geo" },
+        "stringData": { "TERRAKIO_API_KEY": "hand-copied" },
+    }))
+    .unwrap();
+    world
+        .secrets()
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    world.credential(&ns, "geo", world.spec("1h")).await;
+
+    wait_ready(&world.credentials(), "geo", "TargetConflict", SYNC).await;
+    assert_eq!(
+        key_in(&world.secrets(), "geo", "TERRAKIO_API_KEY")
+            .await
+            .as_deref(),
+        Some("hand-copied")
+    );
+    assert_eq!(
+        world.fake.calls(Endpoint::Login),
+        0,
+        "no Terrakio call for a conflict"
+    );
+    world.assert_no_secrets_in_output();
+}

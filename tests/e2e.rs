@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use fake_terrakio::Endpoint;
+use fake_terrakio::{Endpoint, Fault};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -543,5 +543,84 @@ async fn a_foreign_secret_is_never_touched() {
         0,
         "no Terrakio call for a conflict"
     );
+    world.assert_no_secrets_in_output();
+}
+
+#[tokio::test]
+async fn outages_and_rate_limits_are_reported_and_recover() {
+    let mut world = World::new("outage").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+
+    // Terrakio down: every view key answers 503 until the faults are cleared.
+    world.fake.inject(Fault {
+        status: Some(503),
+        times: 10_000,
+        ..Fault::on(Endpoint::ViewKey)
+    });
+    world.credential(&ns, "geo", world.spec("1h")).await;
+    wait_ready(&world.credentials(), "geo", "TerrakioUnavailable", SYNC).await;
+    let (_, _, message) = ready(&world.credentials(), "geo").await.unwrap();
+    assert!(message.contains("HTTP 503"), "{message}");
+    world.fake.clear_faults();
+    wait_ready(
+        &world.credentials(),
+        "geo",
+        "KeySynced",
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // Rate limited at login with a Retry-After: reported, and no retry before it elapses.
+    world.fake.inject(Fault {
+        status: Some(429),
+        retry_after: Some("20".into()),
+        times: 10_000,
+        ..Fault::on(Endpoint::Login)
+    });
+    world
+        .login_secret(&ns, "login", EMAIL, "rotated password")
+        .await;
+    world.fake.set_password(EMAIL, "rotated password");
+    wait_ready(&world.credentials(), "geo", "RateLimited", SYNC).await;
+    let limited_logins = world.fake.calls(Endpoint::Login);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        world.fake.calls(Endpoint::Login),
+        limited_logins,
+        "retried before Retry-After"
+    );
+    world.fake.clear_faults();
+    wait_ready(
+        &world.credentials(),
+        "geo",
+        "KeySynced",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(world.fake.calls(Endpoint::GenerateKey), 1);
+    world.assert_no_secrets_in_output();
+}
+
+#[tokio::test]
+async fn credentials_of_one_login_share_one_session() {
+    let mut world = World::new("shared-session").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.fake.generate_key_for(EMAIL);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    for name in ["geo-a", "geo-b", "geo-c"] {
+        world.credential(&ns, name, world.spec("1h")).await;
+    }
+    for name in ["geo-a", "geo-b", "geo-c"] {
+        wait_ready(&world.credentials(), name, "KeySynced", SYNC).await;
+    }
+    assert_eq!(
+        world.fake.calls(Endpoint::Login),
+        1,
+        "one login for three credentials"
+    );
+    assert_eq!(world.fake.calls(Endpoint::ViewKey), 3);
     world.assert_no_secrets_in_output();
 }

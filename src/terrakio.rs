@@ -90,11 +90,15 @@ pub enum TerrakioError {
     },
 
     /// Timeouts, connection failures, 5xx and 408: the service did not answer usefully.
+    /// `request_sent` is false only when no connection was made; `retry_safe` is true when
+    /// the request demonstrably did not reach the application (no connection, or 408, 502,
+    /// 503, 504 from the front), which is when even a POST may be repeated.
     #[error("Terrakio is unavailable for {call}: {reason}")]
     Unavailable {
         call: Call,
         reason: String,
         request_sent: bool,
+        retry_safe: bool,
     },
 
     /// Any other refusal.
@@ -119,7 +123,8 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
 
 impl TerrakioError {
     /// True when a generate call may have reached Terrakio and rotated the key even though no
-    /// answer said so. The key must then be read back, never generated again blindly.
+    /// answer said so. The key must then be read back, never generated again blindly. Any
+    /// request that was sent counts: a gateway's 504 may come after the application acted.
     pub fn outcome_unknown(&self) -> bool {
         match self {
             TerrakioError::Unavailable { request_sent, .. } => *request_sent,
@@ -134,9 +139,9 @@ impl TerrakioError {
                 call.method() == Method::GET
                     && retry_after.is_none_or(|after| after <= MAX_INLINE_RETRY_AFTER)
             }
-            TerrakioError::Unavailable { request_sent, .. } => match call {
+            TerrakioError::Unavailable { retry_safe, .. } => match call {
                 Call::ViewKey => true,
-                Call::Login => !request_sent,
+                Call::Login => *retry_safe,
                 // A repeated generate may rotate twice; the caller reads back instead.
                 Call::GenerateKey => false,
             },
@@ -201,7 +206,10 @@ impl TerrakioClient {
         password: &Password,
     ) -> Result<Token, TerrakioError> {
         let body = serde_json::json!({ "email": email, "password": password.expose() });
-        let (status, bytes) = self.send(Call::Login, endpoint, None, Some(&body)).await?;
+        let secrets = [password.expose()];
+        let (status, bytes) = self
+            .send(Call::Login, endpoint, None, Some(&body), &secrets)
+            .await?;
         match status.as_u16() {
             200..=299 => {
                 let answer: LoginAnswer = parse_json(Call::Login, &bytes)?;
@@ -215,9 +223,9 @@ impl TerrakioClient {
             }
             400 | 401 | 403 | 422 => Err(TerrakioError::LoginRefused {
                 status: status.as_u16(),
-                detail: error_detail(&bytes),
+                detail: error_detail(&bytes, &secrets),
             }),
-            _ => Err(classify_failure(Call::Login, status, &bytes)),
+            _ => Err(classify_failure(Call::Login, status, &bytes, &secrets)),
         }
     }
 
@@ -228,8 +236,9 @@ impl TerrakioClient {
         endpoint: &Url,
         token: &Token,
     ) -> Result<Option<ApiKey>, TerrakioError> {
+        let secrets = [token.expose()];
         let (status, bytes) = self
-            .send(Call::ViewKey, endpoint, Some(token), None)
+            .send(Call::ViewKey, endpoint, Some(token), None, &secrets)
             .await?;
         match status.as_u16() {
             200..=299 => {
@@ -240,7 +249,7 @@ impl TerrakioClient {
                     .map(ApiKey::new))
             }
             404 => Ok(None),
-            _ => Err(classify_failure(Call::ViewKey, status, &bytes)),
+            _ => Err(classify_failure(Call::ViewKey, status, &bytes, &secrets)),
         }
     }
 
@@ -251,8 +260,9 @@ impl TerrakioClient {
         endpoint: &Url,
         token: &Token,
     ) -> Result<ApiKey, TerrakioError> {
+        let secrets = [token.expose()];
         let (status, bytes) = self
-            .send(Call::GenerateKey, endpoint, Some(token), None)
+            .send(Call::GenerateKey, endpoint, Some(token), None, &secrets)
             .await?;
         match status.as_u16() {
             200..=299 => {
@@ -265,18 +275,25 @@ impl TerrakioClient {
                     }),
                 }
             }
-            _ => Err(classify_failure(Call::GenerateKey, status, &bytes)),
+            _ => Err(classify_failure(
+                Call::GenerateKey,
+                status,
+                &bytes,
+                &secrets,
+            )),
         }
     }
 
     /// Sends one call, retrying what the API allows, and returns the final status and body.
     /// Statuses that are failures but not retryable come back as `Ok` for the caller to read.
+    /// `secrets` are what the request carries; an error quoting the answer never shows them.
     async fn send(
         &self,
         call: Call,
         endpoint: &Url,
         token: Option<&Token>,
         body: Option<&serde_json::Value>,
+        secrets: &[&str],
     ) -> Result<(StatusCode, bytes::Bytes), TerrakioError> {
         let url = join(endpoint, call.path());
         let attempt = || async {
@@ -310,8 +327,13 @@ impl TerrakioClient {
             if call.retries_status(status) {
                 return Err(TerrakioError::Unavailable {
                     call,
-                    reason: format!("HTTP {}: {}", status.as_u16(), error_detail(&bytes)),
-                    request_sent: !never_reached_the_application(status),
+                    reason: format!(
+                        "HTTP {}: {}",
+                        status.as_u16(),
+                        error_detail(&bytes, secrets)
+                    ),
+                    request_sent: true,
+                    retry_safe: never_reached_the_application(status),
                 });
             }
             Ok((status, bytes))
@@ -353,8 +375,13 @@ fn never_reached_the_application(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 502 | 503 | 504)
 }
 
-fn classify_failure(call: Call, status: StatusCode, bytes: &[u8]) -> TerrakioError {
-    let detail = error_detail(bytes);
+fn classify_failure(
+    call: Call,
+    status: StatusCode,
+    bytes: &[u8],
+    secrets: &[&str],
+) -> TerrakioError {
+    let detail = error_detail(bytes, secrets);
     match status.as_u16() {
         400 | 401 => TerrakioError::NotAuthenticated {
             call,
@@ -368,7 +395,8 @@ fn classify_failure(call: Call, status: StatusCode, bytes: &[u8]) -> TerrakioErr
         408 | 500..=599 => TerrakioError::Unavailable {
             call,
             reason: format!("HTTP {}: {detail}", status.as_u16()),
-            request_sent: !never_reached_the_application(status),
+            request_sent: true,
+            retry_safe: never_reached_the_application(status),
         },
         other => TerrakioError::Rejected {
             call,
@@ -398,6 +426,7 @@ fn transport_error(call: Call, err: &reqwest::Error) -> TerrakioError {
         call,
         reason: truncate(&reason),
         request_sent,
+        retry_safe: !request_sent,
     }
 }
 
@@ -425,8 +454,9 @@ impl ClassifyName for serde_json::Error {
 }
 
 /// What an error body says: `detail` as a string or as `{"message": ...}`, or the plain text
-/// a proxy sent, cut to a sane length. Never fails.
-pub fn error_detail(bytes: &[u8]) -> String {
+/// a proxy sent, cut to a sane length. Never fails. Servers that echo the request in their
+/// validation errors would show what it carried, so each of `secrets` is blanked out first.
+pub fn error_detail(bytes: &[u8], secrets: &[&str]) -> String {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Detail {
@@ -451,6 +481,10 @@ pub fn error_detail(bytes: &[u8]) -> String {
         }) => value.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
     };
+    let shown = secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(shown, |text, secret| text.replace(secret, "[redacted]"));
     if shown.is_empty() {
         "(empty body)".to_string()
     } else {
@@ -502,14 +536,29 @@ mod tests {
             (&[0xff, 0xfe, b'x'], "\u{fffd}\u{fffd}x"),
         ];
         for (body, expected) in cases {
-            assert_eq!(error_detail(body), expected);
+            assert_eq!(error_detail(body, &[]), expected);
         }
+    }
+
+    #[test]
+    fn error_detail_never_repeats_what_the_request_carried() {
+        let body = br#"{"detail": [{"loc": ["body", "password"], "input": "s3cret-pw"}]}"#;
+        let shown = error_detail(body, &["s3cret-pw"]);
+        assert!(
+            !shown.contains("s3cret-pw") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+        let text = b"bad token eyJhbGc.payload.sig given";
+        assert_eq!(
+            error_detail(text, &["eyJhbGc.payload.sig"]),
+            "bad token [redacted] given"
+        );
     }
 
     #[test]
     fn error_detail_is_cut_short() {
         let long = format!(r#"{{"detail": "{}"}}"#, "x".repeat(5000));
-        let shown = error_detail(long.as_bytes());
+        let shown = error_detail(long.as_bytes(), &[]);
         assert_eq!(shown.len(), MAX_DETAIL_CHARS + 3);
         assert!(shown.ends_with("..."));
     }
@@ -582,11 +631,13 @@ mod tests {
             call: Call::GenerateKey,
             reason: "timed out".into(),
             request_sent: true,
+            retry_safe: false,
         };
         let not_sent = TerrakioError::Unavailable {
             call: Call::GenerateKey,
             reason: "could not connect".into(),
             request_sent: false,
+            retry_safe: true,
         };
         assert!(sent.outcome_unknown());
         assert!(!not_sent.outcome_unknown());

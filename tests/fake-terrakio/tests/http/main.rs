@@ -31,6 +31,9 @@ impl Client {
 
     /// A client that gives up after `timeout`, to play the caller whose answer got lost.
     pub fn with_timeout(base: String, timeout: Duration) -> Client {
+        // Built in one workspace with the operator, reqwest may come with TLS but without a
+        // crypto provider; plain http needs none, but reqwest insists on one being installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // No proxy: a proxy set in the environment must not stand between a test and loopback.
         let http = reqwest::Client::builder()
             .no_proxy()

@@ -23,6 +23,18 @@ pub enum Command {
     Run(RunArgs),
     /// Print the TerrakioCredential CustomResourceDefinition as YAML.
     Crd,
+    /// Ask the operator to rotate a credential's key now, by setting its terrak.io/rotate
+    /// annotation to the current time.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Name of the TerrakioCredential.
+    pub name: String,
+    /// Its namespace; the kubeconfig's namespace when not given.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,8 @@ pub enum Reason {
     TargetConflict,
     /// The Kubernetes API refused or failed a read or write.
     KubernetesError,
+    /// `spec.suspend` is true.
+    Suspended,
 }
 
 impl Reason {
@@ -43,6 +45,7 @@ impl Reason {
             Reason::TerrakioRequestFailed => "TerrakioRequestFailed",
             Reason::TargetConflict => "TargetConflict",
             Reason::KubernetesError => "KubernetesError",
+            Reason::Suspended => "Suspended",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - The Secrets the operator manages (found by label) trigger their owner.
 //! - Every other Secret is watched by metadata only, never its data, so that a change to a
 //!   login Secret wakes the credentials that reference it within seconds.
+//! - A credential that sees a new key wakes the other credentials of the same account.
 
 use std::sync::Arc;
 
@@ -68,19 +69,26 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
     let credentials = scope.apis::<TerrakioCredential>(&client);
     let secrets = scope.apis::<Secret>(&client);
     let secret_metadata = scope.apis::<PartialObjectMeta<Secret>>(&client);
-    let controllers = credentials
+    let namespaces: Vec<Option<String>> = match &scope {
+        Scope::Cluster => vec![None],
+        Scope::Namespaces(names) => names.iter().cloned().map(Some).collect(),
+    };
+    let apis = credentials
         .into_iter()
         .zip(secrets)
         .zip(secret_metadata)
-        .map(|((credentials, secrets), secret_metadata)| {
-            controller(
-                credentials,
-                secrets,
-                secret_metadata,
-                ctx.clone(),
-                concurrency,
-            )
-        });
+        .zip(namespaces);
+    let controllers = apis.map(|(((credentials, secrets), secret_metadata), namespace)| {
+        let wakeups = ctx.wakeups(namespace);
+        controller(
+            credentials,
+            secrets,
+            secret_metadata,
+            wakeups,
+            ctx.clone(),
+            concurrency,
+        )
+    });
     futures::future::join_all(controllers).await;
 }
 
@@ -88,6 +96,7 @@ async fn controller(
     credentials: Api<TerrakioCredential>,
     secrets: Api<Secret>,
     secret_metadata: Api<PartialObjectMeta<Secret>>,
+    wakeups: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TerrakioCredential>>,
     ctx: Arc<Context>,
     concurrency: u16,
 ) {
@@ -109,7 +118,10 @@ async fn controller(
             std::future::ready(item)
         })
         .predicate_filter(
-            predicates::generation.combine(predicates::annotations),
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers)
+                .combine(deleting),
             Default::default(),
         );
 
@@ -124,6 +136,8 @@ async fn controller(
     Controller::for_stream(triggers, reader)
         .owns(secrets, managed)
         .watches_stream(login_secrets, move |secret| referencing(&store, &secret))
+        // Credentials of the same account, when one of them saw a new key.
+        .reconcile_on(wakeups)
         .with_config(controller::Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -136,6 +150,11 @@ async fn controller(
             }
         })
         .await;
+}
+
+/// Lets a deletion through the predicate filter, so a finalizer is handled at once.
+fn deleting(cr: &TerrakioCredential) -> Option<u64> {
+    cr.metadata.deletion_timestamp.as_ref().map(|_| 1)
 }
 
 /// The credentials whose login Secret is `secret`.

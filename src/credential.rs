@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 const DATA_KEY: &str = r"^[-._a-zA-Z0-9]+$";
 const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
+const CRON_SHAPE: &str = r"^\s*\S+(\s+\S+){4}\s*$";
 
 /// A Terrakio API key kept in a Secret of this namespace.
 ///
@@ -60,6 +61,16 @@ const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(
+        name = "Last Rotation",
+        type_ = "date",
+        json_path = ".status.lastRotationTime"
+    ),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "date",
+        json_path = ".status.nextRotationTime"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -86,6 +97,82 @@ pub struct TerrakioCredentialSpec {
     #[serde(default = "default_refresh_interval")]
     #[schemars(regex(pattern = GO_DURATION))]
     pub refresh_interval: String,
+
+    /// When to replace the key with a new one. Without it the key is never rotated, only kept in
+    /// sync; setting the annotation terrak.io/rotate to a new value rotates it on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
+
+    /// While true the operator makes no Terrakio call and writes nothing for this credential.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
+    /// What happens to the target Secret when the credential is deleted: Delete (the default)
+    /// deletes it with the credential, Retain leaves it in place, no longer managed.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Workloads in this namespace to restart, as kubectl rollout restart does, each time the key
+    /// in the Secret changes. Workloads that mount the Secret as a volume see a new key without a
+    /// restart; those that read it into environment variables need one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_targets: Vec<RestartTarget>,
+}
+
+/// How often the key is replaced: exactly one of schedule and interval.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.schedule) != has(self.interval)")
+        .message("set exactly one of rotation.schedule and rotation.interval"),
+    validation = Rule::new("!has(self.timeZone) || has(self.schedule)")
+        .message("rotation.timeZone applies only to rotation.schedule")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationSpec {
+    /// A standard 5-field cron expression (minute hour day-of-month month day-of-week), for
+    /// example "0 3 * * 1" for Mondays at 03:00.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = CRON_SHAPE))]
+    pub schedule: Option<String>,
+
+    /// IANA time zone of the schedule, for example Europe/Berlin; UTC when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+
+    /// Time between rotations, as a duration such as 720h or 90m (at least 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = GO_DURATION))]
+    pub interval: Option<String>,
+}
+
+/// What happens to the target Secret when its credential is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// The Secret is deleted with the credential (through its owner reference).
+    #[default]
+    Delete,
+    /// The Secret stays, without owner reference, and is no longer managed.
+    Retain,
+}
+
+/// A workload of the credential's namespace that reads the key and must restart to see a new one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartTarget {
+    /// Deployment, StatefulSet or DaemonSet.
+    pub kind: WorkloadKind,
+    /// Name of the workload.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+}
+
+/// The kinds of workload that can be restarted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
 }
 
 /// A reference to the login Secret. It is always read from the credential's own namespace, so
@@ -130,6 +217,11 @@ pub struct TargetSpec {
     /// Extra annotations for the Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+
+    /// Take over a Secret of that name that this credential does not control. Without it such a
+    /// Secret is never touched and the credential reports TargetConflict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
 }
 
 impl Default for TargetSpec {
@@ -139,6 +231,7 @@ impl Default for TargetSpec {
             key: default_target_key(),
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            overwrite: false,
         }
     }
 }
@@ -167,6 +260,40 @@ pub struct TerrakioCredentialStatus {
     /// When the key was last confirmed with Terrakio and written or found in the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+
+    /// When the key was last replaced by a new one, by this credential or another credential of
+    /// the same account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<Time>,
+
+    /// When the next scheduled rotation is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<Time>,
+
+    /// The last value of the terrak.io/rotate annotation that was handled; the same value never
+    /// rotates twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_request: Option<String>,
+
+    /// A rotation that was started and not yet recorded as done. Written before the new key is
+    /// generated, so that after a crash the key is read back and delivered, never generated
+    /// a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rotation: Option<PendingRotation>,
+}
+
+/// A rotation in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRotation {
+    /// Fingerprint of the key being replaced: a different current key means the new key exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_fingerprint: Option<String>,
+    /// When the rotation started.
+    pub started_at: Time,
+    /// The terrak.io/rotate value being handled, for an on-demand rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 fn default_endpoint() -> String {
@@ -185,8 +312,11 @@ fn default_refresh_interval() -> String {
     "1h".to_string()
 }
 
+/// Rotations closer together than this would be indistinguishable from a fault.
+pub const MIN_ROTATION_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A spec the operator can act on: defaults applied, endpoint parsed, durations read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct ValidSpec {
     pub endpoint: Url,
     pub login: LoginSecretRef,
@@ -194,7 +324,12 @@ pub struct ValidSpec {
     pub target_key: String,
     pub target_labels: BTreeMap<String, String>,
     pub target_annotations: BTreeMap<String, String>,
+    pub target_overwrite: bool,
     pub refresh_interval: Duration,
+    pub rotation: Option<crate::schedule::Policy>,
+    pub suspend: bool,
+    pub deletion_policy: DeletionPolicy,
+    pub restart_targets: Vec<RestartTarget>,
 }
 
 /// Checks what the schema cannot: the endpoint's scheme and shape, the duration's value, and
@@ -261,6 +396,26 @@ pub fn validate(
         ));
     }
 
+    let rotation = match &spec.rotation {
+        None => None,
+        Some(r) => Some(crate::schedule::parse(
+            r.schedule.as_deref(),
+            r.time_zone.as_deref(),
+            r.interval.as_deref(),
+            MIN_ROTATION_INTERVAL,
+        )?),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for target in &spec.restart_targets {
+        check_pattern("spec.restartTargets[].name", &target.name, DNS_SUBDOMAIN)?;
+        if !seen.insert((target.kind, target.name.as_str())) {
+            return Err(format!(
+                "spec.restartTargets: {:?} {} is listed twice; list each workload once",
+                target.kind, target.name
+            ));
+        }
+    }
+
     Ok(ValidSpec {
         endpoint,
         login: spec.login_secret_ref.clone(),
@@ -268,7 +423,12 @@ pub fn validate(
         target_key: spec.target.key.clone(),
         target_labels: spec.target.labels.clone(),
         target_annotations: spec.target.annotations.clone(),
+        target_overwrite: spec.target.overwrite,
         refresh_interval,
+        rotation,
+        suspend: spec.suspend,
+        deletion_policy: spec.deletion_policy,
+        restart_targets: spec.restart_targets.clone(),
     })
 }
 
@@ -355,6 +515,10 @@ mod tests {
             },
             target: TargetSpec::default(),
             refresh_interval: "1h".into(),
+            rotation: None,
+            suspend: false,
+            deletion_policy: DeletionPolicy::Delete,
+            restart_targets: Vec::new(),
         };
         edit(&mut spec);
         spec

@@ -8,6 +8,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+/// Why a new key is generated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The schedule's rotation due at this time.
+    Scheduled { due: Timestamp },
+    /// The terrak.io/rotate annotation was set to this new value.
+    Requested { value: String },
+}
+
 /// What is known about the target Secret before anything is done.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetState {
@@ -40,6 +49,23 @@ pub struct Observation<'a> {
     pub login_changed: bool,
     pub refresh_interval: Duration,
     pub now: Timestamp,
+    /// `spec.suspend`.
+    pub suspended: bool,
+    /// `spec.target.overwrite`: a foreign Secret may be taken over.
+    pub overwrite: bool,
+    /// A rotation started earlier and not recorded as done (a crash in between).
+    pub pending_rotation: bool,
+    /// The terrak.io/rotate annotation, and the value last handled.
+    pub rotate_request: Option<&'a str>,
+    pub last_rotate_request: Option<&'a str>,
+    /// When the schedule wants the next rotation (`None` without a rotation policy).
+    pub rotation_due: Option<Timestamp>,
+    /// What that due time counts from: the last rotation, or the credential's creation.
+    pub rotation_base: Option<Timestamp>,
+    /// The latest rotation of this credential's account, by any credential.
+    pub account_rotated_at: Option<Timestamp>,
+    /// The fingerprint of the account's key as last seen by any credential of the account.
+    pub account_fingerprint: Option<&'a str>,
 }
 
 /// Why Terrakio is asked for the current key.
@@ -52,12 +78,23 @@ pub enum SyncReason {
     TargetMissing,
     TargetDrifted,
     RefreshDue,
+    /// Another credential of the account saw a new key.
+    AccountKeyChanged,
+    /// The schedule's due rotation was already done for the account by another credential.
+    RotatedByAnother,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
+    /// `spec.suspend`: no call, no write.
+    Suspended,
     /// The Secret belongs to someone else: leave it alone and say so.
     Conflict,
+    /// Finish a rotation that was started before a crash: read the key back first and generate
+    /// only if the old key is still current.
+    ResumeRotation,
+    /// Generate a new key and deliver it.
+    Rotate(Trigger),
     /// Ask Terrakio for the current key (generating one only if the account has none), then
     /// see what [`write`] says.
     Sync(SyncReason),
@@ -66,13 +103,43 @@ pub enum Plan {
 }
 
 pub fn plan(seen: &Observation<'_>) -> Plan {
+    if seen.suspended {
+        return Plan::Suspended;
+    }
+    if matches!(seen.target, TargetState::Foreign) && !seen.overwrite {
+        return Plan::Conflict;
+    }
+    if seen.pending_rotation {
+        return Plan::ResumeRotation;
+    }
+    let never_synced = seen.recorded_fingerprint.is_none() || seen.last_sync.is_none();
+    if never_synced {
+        // A credential first adopts the account's key; rotations start from there.
+        return Plan::Sync(SyncReason::FirstSync);
+    }
+    if let Some(value) = seen.rotate_request
+        && seen.last_rotate_request != Some(value)
+    {
+        return Plan::Rotate(Trigger::Requested {
+            value: value.to_string(),
+        });
+    }
+    if let Some(due) = seen.rotation_due
+        && due <= seen.now
+    {
+        // One key, one rotation: if another credential of the account replaced the key since
+        // this one's schedule started counting, that rotation counts for this one too.
+        return if rotated_by_another(seen.account_rotated_at, seen.rotation_base) {
+            Plan::Sync(SyncReason::RotatedByAnother)
+        } else {
+            Plan::Rotate(Trigger::Scheduled { due })
+        };
+    }
+
     let reason = match seen.target {
-        TargetState::Foreign => return Plan::Conflict,
-        _ if seen.recorded_fingerprint.is_none() || seen.last_sync.is_none() => {
-            Some(SyncReason::FirstSync)
-        }
         _ if seen.generation != seen.observed_generation => Some(SyncReason::SpecChanged),
         _ if !seen.ready => Some(SyncReason::NotReady),
+        TargetState::Foreign => Some(SyncReason::TargetDrifted),
         TargetState::Absent => Some(SyncReason::TargetMissing),
         TargetState::Owned {
             key_fingerprint,
@@ -80,6 +147,11 @@ pub fn plan(seen: &Observation<'_>) -> Plan {
         } => {
             if key_fingerprint.as_deref() != seen.recorded_fingerprint || !metadata_current {
                 Some(SyncReason::TargetDrifted)
+            } else if seen
+                .account_fingerprint
+                .is_some_and(|fp| Some(fp) != seen.recorded_fingerprint)
+            {
+                Some(SyncReason::AccountKeyChanged)
             } else if seen.login_changed {
                 Some(SyncReason::LoginChanged)
             } else {
@@ -91,16 +163,29 @@ pub fn plan(seen: &Observation<'_>) -> Plan {
         return Plan::Sync(reason);
     }
 
-    let due = seen.last_sync.map(|last| {
+    let until_refresh = seen.last_sync.map(|last| {
         let elapsed = seen.now.duration_since(last);
         let elapsed = Duration::try_from(elapsed).unwrap_or_default();
         seen.refresh_interval.saturating_sub(elapsed)
     });
-    match due {
+    let until_rotation = seen
+        .rotation_due
+        .map(|due| Duration::try_from(due.duration_since(seen.now)).unwrap_or_default());
+    match until_refresh {
         Some(remaining) if !remaining.is_zero() => Plan::UpToDate {
-            requeue_after: remaining,
+            requeue_after: until_rotation.map_or(remaining, |r| r.min(remaining)),
         },
         _ => Plan::Sync(SyncReason::RefreshDue),
+    }
+}
+
+/// Whether the account's key was replaced after `base` (this credential's last rotation, or its
+/// creation), by another credential of the account.
+pub fn rotated_by_another(account_rotated_at: Option<Timestamp>, base: Option<Timestamp>) -> bool {
+    match (account_rotated_at, base) {
+        (Some(rotated), Some(base)) => rotated > base,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -114,12 +199,15 @@ pub enum Write {
     /// The key changed at Terrakio, or the Secret's labels, annotations or owner differ from
     /// what the spec asks for.
     Update,
+    /// A Secret the credential did not control is taken over (`spec.target.overwrite`).
+    Adopt,
 }
 
 /// Whether the Secret must be written to hold the key with fingerprint `current`.
 pub fn write(target: &TargetState, recorded: Option<&str>, current: &str) -> Option<Write> {
     match target {
-        TargetState::Foreign => None,
+        // Reached only with spec.target.overwrite: the Secret is taken over.
+        TargetState::Foreign => Some(Write::Adopt),
         TargetState::Absent if recorded.is_none() => Some(Write::Create),
         TargetState::Absent => Some(Write::Restore),
         TargetState::Owned {
@@ -135,6 +223,22 @@ pub fn write(target: &TargetState, recorded: Option<&str>, current: &str) -> Opt
                 _ => Some(Write::Update),
             }
         }
+    }
+}
+
+/// Whether the key workloads read changed with this write, so that they must restart: the
+/// operator had delivered another key before, or an adopted Secret held another value. A first
+/// write changes nothing a workload could have read.
+pub fn key_changed(
+    write: Option<Write>,
+    recorded: Option<&str>,
+    previous_value: Option<&str>,
+    current: &str,
+) -> bool {
+    match write {
+        None => false,
+        Some(Write::Adopt) => previous_value != Some(current),
+        Some(_) => recorded.is_some_and(|delivered| delivered != current),
     }
 }
 
@@ -167,6 +271,15 @@ mod tests {
             login_changed: false,
             refresh_interval: HOUR,
             now: at(60),
+            suspended: false,
+            overwrite: false,
+            pending_rotation: false,
+            rotate_request: None,
+            last_rotate_request: None,
+            rotation_due: None,
+            rotation_base: Some(at(-3600)),
+            account_rotated_at: None,
+            account_fingerprint: None,
         }
     }
 
@@ -281,6 +394,69 @@ mod tests {
     }
 
     #[test]
+    fn key_changed_table() {
+        let cases = [
+            ("nothing written", None, Some("A"), Some("A"), "B", false),
+            ("first write", Some(Write::Create), None, None, "A", false),
+            (
+                "restored with the same key",
+                Some(Write::Restore),
+                Some("A"),
+                None,
+                "A",
+                false,
+            ),
+            (
+                "rotated",
+                Some(Write::Update),
+                Some("A"),
+                Some("A"),
+                "B",
+                true,
+            ),
+            (
+                "labels only",
+                Some(Write::Update),
+                Some("A"),
+                Some("A"),
+                "A",
+                false,
+            ),
+            (
+                "restored with a newer key",
+                Some(Write::Restore),
+                Some("A"),
+                None,
+                "B",
+                true,
+            ),
+            (
+                "adopted a hand-copied key",
+                Some(Write::Adopt),
+                None,
+                Some("X"),
+                "A",
+                true,
+            ),
+            (
+                "adopted the right key",
+                Some(Write::Adopt),
+                None,
+                Some("A"),
+                "A",
+                false,
+            ),
+        ];
+        for (name, write, recorded, previous, current, expected) in cases {
+            assert_eq!(
+                key_changed(write, recorded, previous, current),
+                expected,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn write_table() {
         let cases = [
             (
@@ -340,7 +516,13 @@ mod tests {
                 "B",
                 Some(Write::Create),
             ),
-            ("foreign", TargetState::Foreign, Some("A"), "A", None),
+            (
+                "foreign, overwrite set",
+                TargetState::Foreign,
+                None,
+                "A",
+                Some(Write::Adopt),
+            ),
         ];
         for (name, target, recorded, current, expected) in cases {
             assert_eq!(write(&target, recorded, current), expected, "{name}");

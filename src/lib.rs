@@ -6,6 +6,7 @@
 //! [`credential`] is the custom resource, [`conditions`] its status vocabulary, and
 //! [`sensitive`] the types that keep secrets out of logs.
 
+pub mod account;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -14,6 +15,8 @@ pub mod decision;
 pub mod error;
 pub mod login_secret;
 pub mod reconcile;
+pub mod restart;
+pub mod schedule;
 pub mod sensitive;
 pub mod session;
 pub mod target;

@@ -5,7 +5,7 @@ use clap::Parser;
 use kube::CustomResourceExt;
 use kube::runtime::events::{Recorder, Reporter};
 
-use terrakio_operator::cli::{Cli, Command, RunArgs};
+use terrakio_operator::cli::{Cli, Command, RotateArgs, RunArgs};
 use terrakio_operator::controller::{self, Scope};
 use terrakio_operator::credential::TerrakioCredential;
 use terrakio_operator::reconcile::Context;
@@ -19,6 +19,16 @@ async fn main() -> ExitCode {
         Command::Crd => match serde_yaml_ng::to_string(&TerrakioCredential::crd()) {
             Ok(yaml) => {
                 print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Rotate(args) => match rotate(args).await {
+            Ok(message) => {
+                println!("{message}");
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -76,4 +86,32 @@ async fn run(args: RunArgs) -> Result<(), String> {
     controller::run(ctx, scope, args.concurrency).await;
     tracing::info!("terrakio-operator stopped");
     Ok(())
+}
+
+/// Sets the rotate annotation to a new value, as `kubectl annotate` would; the operator sees the
+/// change and rotates once.
+async fn rotate(args: RotateArgs) -> Result<String, String> {
+    use kube::api::{Api, Patch, PatchParams};
+    use terrakio_operator::reconcile::ROTATE_ANNOTATION;
+
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .map_err(|_| "could not install the TLS crypto provider".to_string())?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|err| format!("no kubeconfig: {err}"))?;
+    let namespace = args
+        .namespace
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).map_err(|err| err.to_string())?;
+    let api: Api<TerrakioCredential> = Api::namespaced(client, &namespace);
+    let value = jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: value } } });
+    api.patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|err| format!("could not annotate {namespace}/{}: {err}", args.name))?;
+    Ok(format!(
+        "terrakiocredential {namespace}/{} marked for rotation ({ROTATE_ANNOTATION}={value})",
+        args.name
+    ))
 }

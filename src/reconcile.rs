@@ -20,17 +20,27 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::account::{AccountKey, Accounts};
 use crate::conditions::{self, Reason};
-use crate::credential::{TerrakioCredential, TerrakioCredentialStatus, ValidSpec, validate};
-use crate::decision::{self, Observation, Plan, Write};
+use crate::credential::{
+    DeletionPolicy, PendingRotation, TerrakioCredential, TerrakioCredentialStatus, ValidSpec,
+    validate,
+};
+use crate::decision::{self, Observation, Plan, SyncReason, TargetState, Trigger, Write};
 use crate::error::Error;
 use crate::login_secret;
+use crate::restart;
+use crate::schedule;
 use crate::sensitive::ApiKey;
 use crate::session::{Login, Sessions};
 use crate::target;
 use crate::terrakio::{TerrakioClient, TerrakioError};
 
 pub const FIELD_MANAGER: &str = "terrakio-operator";
+/// Setting this annotation to a new value rotates the key once.
+pub const ROTATE_ANNOTATION: &str = "terrak.io/rotate";
+/// Keeps a credential with `deletionPolicy: Retain` until its Secret is released.
+pub const RETAIN_FINALIZER: &str = "terrak.io/retain-secret";
 /// The longest wait between attempts of a failing credential.
 const MAX_RETRY: Duration = Duration::from_secs(300);
 
@@ -41,7 +51,15 @@ pub struct Context {
     pub sessions: Sessions,
     pub recorder: Recorder,
     pub allow_insecure_endpoints: bool,
+    pub accounts: Accounts,
     memory: Mutex<HashMap<ObjectRef<TerrakioCredential>, Memory>>,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+/// Sends credentials to the controller that watches their namespace, to reconcile them now.
+struct Waker {
+    namespace: Option<String>,
+    sender: futures::channel::mpsc::UnboundedSender<ObjectRef<TerrakioCredential>>,
 }
 
 /// Per-credential memory that must not be in status: which login Secret version last worked,
@@ -50,6 +68,8 @@ pub struct Context {
 struct Memory {
     login_version: Option<String>,
     failures: Option<ExponentialBackoff>,
+    /// The other credentials with a rotation policy on the same account, as last reported.
+    reported_rotators: Vec<ObjectRef<TerrakioCredential>>,
 }
 
 impl Context {
@@ -65,7 +85,36 @@ impl Context {
             sessions: Sessions::default(),
             recorder,
             allow_insecure_endpoints,
+            accounts: Accounts::default(),
             memory: Mutex::default(),
+            wakers: Mutex::default(),
+        }
+    }
+
+    /// A stream of credentials to reconcile now, for the controller of `namespace` (`None`:
+    /// the whole cluster).
+    pub fn wakeups(
+        &self,
+        namespace: Option<String>,
+    ) -> futures::channel::mpsc::UnboundedReceiver<ObjectRef<TerrakioCredential>> {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        self.wakers
+            .lock()
+            .expect("wakers lock")
+            .push(Waker { namespace, sender });
+        receiver
+    }
+
+    fn wake(&self, credentials: Vec<ObjectRef<TerrakioCredential>>) {
+        let wakers = self.wakers.lock().expect("wakers lock");
+        for credential in credentials {
+            let waker = wakers.iter().find(|w| {
+                w.namespace.is_none() || w.namespace.as_deref() == credential.namespace.as_deref()
+            });
+            if let Some(waker) = waker {
+                tracing::debug!(namespace = ?credential.namespace, name = %credential.name, "waking a credential of the same account");
+                let _ = waker.sender.unbounded_send(credential);
+            }
         }
     }
 
@@ -114,6 +163,7 @@ impl Context {
     /// Drops the memory of credentials that no longer exist.
     pub fn forget(&self, key: &ObjectRef<TerrakioCredential>) {
         self.memory.lock().expect("memory lock").remove(key);
+        self.accounts.leave(key);
     }
 }
 
@@ -127,12 +177,48 @@ struct Synced {
     write: Option<Write>,
     login_version: Option<String>,
     requeue_after: Duration,
+    /// Set when the key was replaced: by this credential, or by another of the account.
+    rotation: Option<Rotation>,
+    /// No Terrakio call and no write were made (`spec.suspend`).
+    suspended: bool,
+    /// The status fields derived from the spec's rotation policy.
+    next_rotation: Option<Timestamp>,
+    last_rotation: Option<Timestamp>,
+    /// Workloads restarted because the key changed.
+    restarted: Vec<String>,
+    /// Other credentials of the account with a rotation policy, when that set is news.
+    new_rotators: Option<Vec<ObjectRef<TerrakioCredential>>>,
+}
+
+/// A key replacement.
+#[derive(Clone, Debug)]
+struct Rotation {
+    at: Timestamp,
+    /// This credential generated the key (false: it followed another credential's rotation).
+    by_self: bool,
+    /// The terrak.io/rotate value that asked for it.
+    request: Option<String>,
+}
+
+/// What a failed reconcile must still record: a rotation it started.
+#[derive(Default)]
+struct Journal {
+    pending: Option<PendingRotation>,
 }
 
 pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = ObjectRef::from_obj(&*cr);
-    let result = sync(&cr, &ctx).await;
+    if cr.metadata.deletion_timestamp.is_some() {
+        release_on_deletion(&cr, &ctx).await?;
+        ctx.forget(&key);
+        return Ok(Action::await_change());
+    }
+
     let previous = cr.status.clone().unwrap_or_default();
+    let mut journal = Journal {
+        pending: previous.pending_rotation.clone(),
+    };
+    let result = sync(&cr, &ctx, &mut journal).await;
     let now = Timestamp::now();
     match result {
         Ok(synced) => {
@@ -140,10 +226,13 @@ pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result
             let status = status_after_success(&cr, &previous, &synced, now);
             write_status(&ctx, &cr, &status).await?;
             report_success(&ctx, &cr, &previous, &synced).await;
+            if synced.suspended {
+                return Ok(Action::await_change());
+            }
             Ok(Action::requeue(synced.requeue_after))
         }
         Err(err) => {
-            let status = status_after_failure(&cr, &previous, &err, now);
+            let status = status_after_failure(&cr, &previous, &err, journal.pending, now);
             if let Err(status_err) = write_status(&ctx, &cr, &status).await {
                 tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), error = %status_err, "could not record the failure in status");
             }
@@ -159,11 +248,48 @@ pub fn error_policy(cr: Arc<TerrakioCredential>, err: &Error, ctx: Arc<Context>)
     Action::requeue(delay)
 }
 
-async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
+async fn sync(
+    cr: &TerrakioCredential,
+    ctx: &Context,
+    journal: &mut Journal,
+) -> Result<Synced, Error> {
     let spec = validate(&cr.spec, &cr.name_any(), ctx.allow_insecure_endpoints)
         .map_err(Error::InvalidSpec)?;
     let namespace = cr.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let status = cr.status.clone().unwrap_or_default();
+    let anchor = cr
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or_else(Timestamp::now, |t| t.0);
+    let last_rotation = status.last_rotation_time.as_ref().map(|t| t.0);
+    let next_rotation = spec
+        .rotation
+        .as_ref()
+        .and_then(|policy| schedule::next_due(policy, last_rotation, anchor));
+    let mut done = Synced {
+        secret_name: spec.target_name.clone(),
+        fingerprint: status.key_fingerprint.clone().unwrap_or_default(),
+        confirmed: false,
+        generated: false,
+        write: None,
+        login_version: None,
+        requeue_after: spec.refresh_interval,
+        rotation: None,
+        suspended: false,
+        next_rotation,
+        last_rotation,
+        restarted: Vec::new(),
+        new_rotators: None,
+    };
+    if spec.suspend {
+        return Ok(Synced {
+            suspended: true,
+            ..done
+        });
+    }
+    ensure_finalizer(ctx, cr, spec.deletion_policy).await?;
 
     let login = login_secret::read(&secrets, &spec.login).await?;
     let found = secrets
@@ -175,12 +301,22 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
         })?;
     let target = target::observe(found.as_ref(), cr, &spec);
 
-    let status = cr.status.clone().unwrap_or_default();
     let recorded = status.key_fingerprint.as_deref().filter(|_| {
         // A fingerprint recorded for another Secret name says nothing about this one.
         status.secret_name.as_deref() == Some(spec.target_name.as_str())
     });
     let key = ObjectRef::from_obj(cr);
+    let account = AccountKey::new(&spec.endpoint, &login.email);
+    let shared = ctx.accounts.join(&account, &key, spec.rotation.is_some());
+    if spec.rotation.is_some() {
+        done.new_rotators = ctx.with_memory(&key, |m| {
+            (m.reported_rotators != shared.other_rotators).then(|| {
+                m.reported_rotators = shared.other_rotators.clone();
+                shared.other_rotators.clone()
+            })
+        });
+    }
+    let rotate_request = cr.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
     let seen = Observation {
         generation: cr.metadata.generation,
         observed_generation: status.observed_generation,
@@ -192,9 +328,31 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
         login_changed: ctx.login_changed(&key, login.resource_version.as_deref()),
         refresh_interval: spec.refresh_interval,
         now: Timestamp::now(),
+        suspended: false,
+        overwrite: spec.target_overwrite,
+        pending_rotation: journal.pending.is_some(),
+        rotate_request,
+        last_rotate_request: status.last_rotate_request.as_deref(),
+        rotation_due: next_rotation,
+        rotation_base: Some(last_rotation.unwrap_or(anchor)),
+        account_rotated_at: shared.rotated_at,
+        account_fingerprint: shared.fingerprint.as_deref(),
     };
 
-    let reason = match decision::plan(&seen) {
+    let plan = decision::plan(&seen);
+    tracing::debug!(?plan, "planned");
+    let session = Login {
+        endpoint: spec.endpoint.clone(),
+        email: login.email,
+        password: login.password,
+    };
+    let (api_key, rotation) = match plan {
+        Plan::Suspended => {
+            return Ok(Synced {
+                suspended: true,
+                ..done
+            });
+        }
         Plan::Conflict => {
             return Err(Error::TargetConflict {
                 name: spec.target_name,
@@ -203,26 +361,109 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
         Plan::UpToDate { requeue_after } => {
             tracing::debug!(requeue_in_s = requeue_after.as_secs(), "up to date");
             return Ok(Synced {
-                secret_name: spec.target_name,
-                fingerprint: recorded.unwrap_or_default().to_string(),
-                confirmed: false,
-                generated: false,
-                write: None,
-                login_version: None,
                 requeue_after,
+                fingerprint: recorded.unwrap_or_default().into(),
+                ..done
             });
         }
-        Plan::Sync(reason) => reason,
+        Plan::Sync(reason) => {
+            tracing::debug!(?reason, "asking Terrakio for the current key");
+            let (api_key, generated) = current_or_new_key(ctx, &session).await?;
+            done.generated = generated;
+            let followed = match reason {
+                // The key changed because another credential of the account rotated it.
+                // Only a rotation newer than this credential's own counts, so the recorded
+                // rotation time never moves back.
+                SyncReason::RotatedByAnother | SyncReason::AccountKeyChanged => shared
+                    .rotated_at
+                    .filter(|at| decision::rotated_by_another(Some(*at), last_rotation))
+                    .map(|at| Rotation {
+                        at,
+                        by_self: false,
+                        request: None,
+                    }),
+                _ => None,
+            };
+            (api_key, followed)
+        }
+        Plan::ResumeRotation => {
+            let pending = journal
+                .pending
+                .clone()
+                .expect("planned only with a pending rotation");
+            let lock = ctx.accounts.rotation_lock(&account);
+            let _held = lock.lock().await;
+            let current = view_key(ctx, &session).await?;
+            let rotated = current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint);
+            let api_key = match rotated {
+                Some(api_key) => {
+                    tracing::info!(namespace = %namespace, name = %cr.name_any(), fingerprint = %api_key.fingerprint(), "a rotation interrupted earlier had generated its key; delivering it");
+                    api_key
+                }
+                None => {
+                    rotate(ctx, cr, &status, &session, journal, pending.request.clone()).await?
+                }
+            };
+            let at = pending.started_at.0;
+            (
+                api_key,
+                Some(Rotation {
+                    at,
+                    by_self: true,
+                    request: pending.request,
+                }),
+            )
+        }
+        Plan::Rotate(trigger) => {
+            let lock = ctx.accounts.rotation_lock(&account);
+            let _held = lock.lock().await;
+            let already = match &trigger {
+                Trigger::Scheduled { due } => {
+                    ctx.accounts.rotated_at(&account).filter(|at| at >= due)
+                }
+                Trigger::Requested { .. } => None,
+            };
+            match already {
+                // Another credential of the account rotated while this one waited for the lock.
+                Some(at) => {
+                    let (api_key, _) = current_or_new_key(ctx, &session).await?;
+                    (
+                        api_key,
+                        Some(Rotation {
+                            at,
+                            by_self: false,
+                            request: None,
+                        }),
+                    )
+                }
+                None => {
+                    let request = match &trigger {
+                        Trigger::Requested { value } => Some(value.clone()),
+                        Trigger::Scheduled { .. } => None,
+                    };
+                    let api_key =
+                        rotate(ctx, cr, &status, &session, journal, request.clone()).await?;
+                    (
+                        api_key,
+                        Some(Rotation {
+                            at: whole_seconds(Timestamp::now()),
+                            by_self: true,
+                            request,
+                        }),
+                    )
+                }
+            }
+        }
     };
 
-    tracing::debug!(?reason, "asking Terrakio for the current key");
-    let session = Login {
-        endpoint: spec.endpoint.clone(),
-        email: login.email,
-        password: login.password,
-    };
-    let (api_key, generated) = current_or_new_key(ctx, &session).await?;
     let fingerprint = api_key.fingerprint();
+    let others = ctx.accounts.saw_key(
+        &account,
+        &key,
+        &fingerprint,
+        rotation.as_ref().filter(|r| r.by_self).map(|r| r.at),
+    );
+    ctx.wake(others);
 
     let write = decision::write(&target, recorded, &fingerprint);
     if let Some(write) = write {
@@ -231,15 +472,260 @@ async fn sync(cr: &TerrakioCredential, ctx: &Context) -> Result<Synced, Error> {
     }
     remove_previous_target(&secrets, cr, &status, &spec).await?;
 
+    let previous_value = match &target {
+        TargetState::Owned {
+            key_fingerprint, ..
+        } => key_fingerprint.clone(),
+        TargetState::Foreign => found.as_ref().and_then(|s| {
+            s.data
+                .as_ref()?
+                .get(&spec.target_key)
+                .map(|v| crate::sensitive::fingerprint_of(&v.0))
+        }),
+        TargetState::Absent => None,
+    };
+    let key_changed =
+        decision::key_changed(write, recorded, previous_value.as_deref(), &fingerprint);
+    for (workload, outcome) in restart::restart_all(
+        &ctx.client,
+        &namespace,
+        &spec.restart_targets,
+        &fingerprint,
+        key_changed,
+    )
+    .await
+    {
+        let what = format!("{:?}/{}", workload.kind, workload.name);
+        match outcome {
+            restart::Outcome::Restarted => done.restarted.push(what),
+            restart::Outcome::Unchanged => {}
+            restart::Outcome::NotFound => {
+                let note = format!("restart target {what} not found in this namespace");
+                tracing::warn!(namespace = %namespace, name = %cr.name_any(), "{note}");
+                publish(
+                    ctx,
+                    cr,
+                    EventType::Warning,
+                    "RestartTargetNotFound",
+                    "Restart",
+                    note,
+                )
+                .await;
+            }
+            restart::Outcome::Failed(err) => {
+                let note = format!("could not restart {what}: {err}");
+                tracing::warn!(namespace = %namespace, name = %cr.name_any(), "{note}");
+                publish(
+                    ctx,
+                    cr,
+                    EventType::Warning,
+                    "RestartFailed",
+                    "Restart",
+                    note,
+                )
+                .await;
+            }
+        }
+    }
+
+    let last_rotation = rotation.as_ref().map(|r| r.at).or(last_rotation);
+    let next_rotation = spec
+        .rotation
+        .as_ref()
+        .and_then(|policy| schedule::next_due(policy, last_rotation, anchor));
+    let until_rotation = next_rotation
+        .map(|due| Duration::try_from(due.duration_since(Timestamp::now())).unwrap_or_default());
+    let requeue_after =
+        until_rotation.map_or(spec.refresh_interval, |r| r.min(spec.refresh_interval));
+    journal.pending = None;
     Ok(Synced {
-        secret_name: spec.target_name,
         fingerprint,
         confirmed: true,
-        generated,
         write,
         login_version: login.resource_version,
-        requeue_after: spec.refresh_interval,
+        requeue_after: requeue_after.max(Duration::from_secs(1)),
+        rotation,
+        last_rotation,
+        next_rotation,
+        ..done
     })
+}
+
+/// Rotation times are kept to the second, as status records them: a time compared with its own
+/// record read back must compare equal.
+fn whole_seconds(t: Timestamp) -> Timestamp {
+    Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+/// Generates the new key of a rotation, with the rotation recorded in status first so that a
+/// crash after the generate is resumed by reading the key back instead of generating again.
+async fn rotate(
+    ctx: &Context,
+    cr: &TerrakioCredential,
+    status: &TerrakioCredentialStatus,
+    login: &Login,
+    journal: &mut Journal,
+    request: Option<String>,
+) -> Result<ApiKey, Error> {
+    let pending = PendingRotation {
+        from_fingerprint: status.key_fingerprint.clone(),
+        started_at: Time(whole_seconds(Timestamp::now())),
+        request,
+    };
+    if journal.pending.is_none() {
+        journal.pending = Some(pending.clone());
+        let mut marked = status.clone();
+        marked.pending_rotation = Some(pending.clone());
+        write_status(ctx, cr, &marked).await?;
+    }
+
+    let client = &ctx.terrakio;
+    let endpoint = &login.endpoint;
+    let host = endpoint.host_str().unwrap_or_default().to_string();
+    tracing::debug!("rotating: generating a new key");
+    let generated = ctx
+        .sessions
+        .with_token(client, login, |token| async move {
+            client.generate_key(endpoint, &token).await
+        })
+        .await;
+    match generated {
+        Ok(key) => Ok(key),
+        Err(err) if err.outcome_unknown() => {
+            tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
+            let current = view_key(ctx, login).await?;
+            match current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint) {
+                Some(key) => Ok(key),
+                None => Err(Error::Terrakio {
+                    step: "generating a new API key",
+                    host,
+                    source: err,
+                }),
+            }
+        }
+        Err(source) => Err(Error::Terrakio {
+            step: "generating a new API key",
+            host,
+            source,
+        }),
+    }
+}
+
+async fn view_key(ctx: &Context, login: &Login) -> Result<Option<ApiKey>, Error> {
+    let client = &ctx.terrakio;
+    let endpoint = &login.endpoint;
+    ctx.sessions
+        .with_token(client, login, |token| async move {
+            client.view_key(endpoint, &token).await
+        })
+        .await
+        .map_err(|source| Error::Terrakio {
+            step: "reading the API key",
+            host: endpoint.host_str().unwrap_or_default().to_string(),
+            source,
+        })
+}
+
+/// Adds or removes the finalizer that `deletionPolicy: Retain` needs.
+async fn ensure_finalizer(
+    ctx: &Context,
+    cr: &TerrakioCredential,
+    policy: DeletionPolicy,
+) -> Result<(), Error> {
+    let has = cr.finalizers().iter().any(|f| f == RETAIN_FINALIZER);
+    let wanted = policy == DeletionPolicy::Retain;
+    if has == wanted {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = cr
+        .finalizers()
+        .iter()
+        .filter(|f| *f != RETAIN_FINALIZER)
+        .cloned()
+        .collect();
+    if wanted {
+        finalizers.push(RETAIN_FINALIZER.to_string());
+    }
+    let api: Api<TerrakioCredential> =
+        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    let patch = json!({
+        "metadata": { "finalizers": finalizers, "resourceVersion": cr.resource_version() }
+    });
+    api.patch(
+        &cr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| Error::Kubernetes {
+        step: "updating the finalizer",
+        source,
+    })
+}
+
+/// On deletion of a credential with `deletionPolicy: Retain`: releases the Secret (removes the
+/// owner reference, so the garbage collector keeps it), then lets the deletion proceed. It
+/// needs only the Kubernetes API, never Terrakio, so an outage cannot block a deletion.
+async fn release_on_deletion(cr: &TerrakioCredential, ctx: &Context) -> Result<(), Error> {
+    if !cr.finalizers().iter().any(|f| f == RETAIN_FINALIZER) {
+        return Ok(());
+    }
+    let namespace = cr.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .or_else(|| cr.spec.target.name.clone())
+        .unwrap_or_else(|| cr.name_any());
+    let step = "releasing the target Secret";
+    let found = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Kubernetes { step, source })?;
+    if let Some(secret) = found
+        && let target::Ownership::Controlled = target::ownership(Some(&secret), cr)
+    {
+        let uid = cr.metadata.uid.clone().unwrap_or_default();
+        let owners: Vec<_> = secret
+            .owner_references()
+            .iter()
+            .filter(|o| o.uid != uid)
+            .cloned()
+            .collect();
+        let patch = json!({ "metadata": { "ownerReferences": owners } });
+        secrets
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Kubernetes { step, source })?;
+        tracing::info!(%namespace, name = %cr.name_any(), secret = %name, "credential deleted; Secret retained");
+        let note = format!("Secret {name} retained after the credential's deletion");
+        publish(ctx, cr, EventType::Normal, "Retained", "Delete", note).await;
+    }
+    let finalizers: Vec<String> = cr
+        .finalizers()
+        .iter()
+        .filter(|f| *f != RETAIN_FINALIZER)
+        .cloned()
+        .collect();
+    let api: Api<TerrakioCredential> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({ "metadata": { "finalizers": finalizers } });
+    match api
+        .patch(
+            &cr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kubernetes {
+            step: "removing the finalizer",
+            source,
+        }),
+    }
 }
 
 /// Adopts the account's current key; generates one only when the account has none, because a
@@ -341,18 +827,39 @@ fn status_after_success(
     synced: &Synced,
     now: Timestamp,
 ) -> TerrakioCredentialStatus {
-    let message = format!(
-        "Secret {} holds key {}",
-        synced.secret_name, synced.fingerprint
-    );
+    let (reason, ok, message) = if synced.suspended {
+        (
+            Reason::Suspended,
+            false,
+            "spec.suspend is true: no Terrakio call and no write until it is false".to_string(),
+        )
+    } else {
+        (
+            Reason::KeySynced,
+            true,
+            format!(
+                "Secret {} holds key {}",
+                synced.secret_name, synced.fingerprint
+            ),
+        )
+    };
     let ready = conditions::ready(
         conditions::find(&previous.conditions, conditions::READY),
-        true,
-        Reason::KeySynced,
+        ok,
+        reason,
         message,
         cr.metadata.generation,
         now,
     );
+    if synced.suspended {
+        return TerrakioCredentialStatus {
+            conditions: vec![ready],
+            observed_generation: cr.metadata.generation,
+            next_rotation_time: None,
+            ..previous.clone()
+        };
+    }
+    let request = synced.rotation.as_ref().and_then(|r| r.request.clone());
     TerrakioCredentialStatus {
         conditions: vec![ready],
         observed_generation: cr.metadata.generation,
@@ -363,6 +870,10 @@ fn status_after_success(
         } else {
             previous.last_sync_time.clone()
         },
+        last_rotation_time: synced.last_rotation.map(Time),
+        next_rotation_time: synced.next_rotation.map(Time),
+        last_rotate_request: request.or_else(|| previous.last_rotate_request.clone()),
+        pending_rotation: None,
     }
 }
 
@@ -370,6 +881,7 @@ fn status_after_failure(
     cr: &TerrakioCredential,
     previous: &TerrakioCredentialStatus,
     err: &Error,
+    pending: Option<PendingRotation>,
     now: Timestamp,
 ) -> TerrakioCredentialStatus {
     let ready = conditions::ready(
@@ -383,6 +895,7 @@ fn status_after_failure(
     TerrakioCredentialStatus {
         conditions: vec![ready],
         observed_generation: cr.metadata.generation,
+        pending_rotation: pending,
         ..previous.clone()
     }
 }
@@ -397,10 +910,17 @@ async fn write_status(
     }
     let api: Api<TerrakioCredential> =
         Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
+    // Server-side apply of the whole status: a field left out (a finished pending rotation)
+    // is removed, which a merge patch would keep.
+    let body = json!({
+        "apiVersion": "terrak.io/v1alpha1",
+        "kind": "TerrakioCredential",
+        "status": status,
+    });
     api.patch_status(
         &cr.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
     )
     .await
     .map(drop)
@@ -423,6 +943,63 @@ async fn report_success(
     let was_ready = conditions::find(&previous.conditions, conditions::READY)
         .is_some_and(|c| c.status == "True");
 
+    if synced.suspended {
+        if !previous
+            .conditions
+            .iter()
+            .any(|c| c.reason == Reason::Suspended.as_str())
+        {
+            tracing::info!(%namespace, %name, outcome = "Suspended", "suspended");
+            let note = "Suspended: no Terrakio call and no write until spec.suspend is false";
+            publish(
+                ctx,
+                cr,
+                EventType::Normal,
+                "Suspended",
+                "Suspend",
+                note.into(),
+            )
+            .await;
+        }
+        return;
+    }
+    if let Some(others) = &synced.new_rotators
+        && !others.is_empty()
+    {
+        let names: Vec<String> = others
+            .iter()
+            .map(|o| format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name))
+            .collect();
+        let note = format!(
+            "Credentials {} share this account's key and also have a rotation policy; each \
+             rotation replaces the key for all of them",
+            names.join(", ")
+        );
+        tracing::warn!(%namespace, %name, others = %names.join(","), "several rotation policies on one account");
+        publish(
+            ctx,
+            cr,
+            EventType::Warning,
+            "SharedRotationPolicy",
+            "Rotate",
+            note,
+        )
+        .await;
+    }
+    if let Some(rotation) = synced.rotation.as_ref().filter(|r| r.by_self) {
+        let why = rotation
+            .request
+            .as_ref()
+            .map_or("on schedule".to_string(), |v| format!("on request {v:?}"));
+        tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Rotated", "rotated the key {why}");
+        let note = format!("Rotated the key {why}; Secret {secret} now holds key {fp}");
+        publish(ctx, cr, EventType::Normal, "Rotated", "Rotate", note).await;
+    }
+    if !synced.restarted.is_empty() {
+        let note = format!("Restarted {} for key {fp}", synced.restarted.join(", "));
+        tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Restarted", "{note}");
+        publish(ctx, cr, EventType::Normal, "Restarted", "Restart", note).await;
+    }
     if synced.generated {
         tracing::info!(%namespace, %name, fingerprint = %fp, "generated an API key: the account had none");
         let note = format!("The account had no API key; generated key {fp}");
@@ -435,6 +1012,10 @@ async fn report_success(
             format!("Secret {secret} was deleted or edited; restored key {fp}"),
         )),
         Some(Write::Update) => Some(("Updated", format!("Secret {secret} now holds key {fp}"))),
+        Some(Write::Adopt) => Some((
+            "Adopted",
+            format!("Took over the existing Secret {secret}; it now holds key {fp}"),
+        )),
         None if !was_ready => Some(("Synced", format!("Secret {secret} holds key {fp}"))),
         None => None,
     };

@@ -131,6 +131,10 @@ mod tests {
                     ..TargetSpec::default()
                 },
                 refresh_interval: "1h".into(),
+                rotation: None,
+                suspend: false,
+                deletion_policy: Default::default(),
+                restart_targets: Vec::new(),
             },
         );
         cr.spec.target.key = "TERRAKIO_API_KEY".into();

@@ -204,10 +204,16 @@ impl Drop for Operator {
 pub struct World {
     pub client: Client,
     pub namespace: String,
+    /// Every namespace the operator watches, the main one first.
+    pub namespaces: Vec<String>,
+    name: String,
+    starts: u32,
     pub fake: FakeTerrakio,
     pub operator: Operator,
     /// Every password the test used, for the leak check.
     passwords: Vec<String>,
+    /// Output of operator processes this world already replaced.
+    earlier_output: String,
 }
 
 impl World {
@@ -243,10 +249,29 @@ impl World {
         World {
             client,
             namespace,
+            namespaces: all,
+            name: name.to_string(),
+            starts: 1,
             fake,
             operator,
             passwords: Vec::new(),
+            earlier_output: String::new(),
         }
+    }
+
+    /// Kills the operator with SIGKILL, as a crash would.
+    pub fn kill_operator(&mut self) {
+        self.operator.kill();
+    }
+
+    /// Starts a new operator process (after [`World::kill_operator`]); its output goes to a
+    /// new log file, checked by [`World::assert_no_secrets_in_output`] like the first.
+    pub fn start_operator(&mut self) {
+        self.starts += 1;
+        let names: Vec<&str> = self.namespaces.iter().map(String::as_str).collect();
+        let log_name = format!("{}-{}", self.name, self.starts);
+        let old = std::mem::replace(&mut self.operator, Operator::start(&names, &log_name));
+        self.earlier_output.push_str(&old.output());
     }
 
     pub fn secrets(&self) -> Api<Secret> {
@@ -323,7 +348,7 @@ impl World {
     /// Fails the test if the operator's output holds any password, token or key of this test,
     /// as text or base64.
     pub fn assert_no_secrets_in_output(&self) {
-        let output = self.operator.output();
+        let output = format!("{}{}", self.earlier_output, self.operator.output());
         assert!(!output.is_empty(), "the operator wrote no output at all");
         let mut secrets: Vec<String> = self.passwords.clone();
         secrets.extend(self.fake.issued_tokens());

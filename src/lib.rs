@@ -3,8 +3,10 @@
 //! Modules, from the outside in: [`cli`] and [`telemetry`] for the process; [`controller`]
 //! wires the watches to [`reconcile`], which does what [`decision`] decides, using the
 //! [`terrakio`] client through shared login [`session`]s and writing the [`target`] Secret.
-//! [`credential`] is the custom resource, [`conditions`] its status vocabulary, and
-//! [`sensitive`] the types that keep secrets out of logs.
+//! [`schedule`] says when a rotation is due, [`account`] ties together the credentials of one
+//! account, and [`restart`] rolls out workloads after the key changed. [`credential`] is the
+//! custom resource, [`conditions`] its status vocabulary, and [`sensitive`] the types that
+//! keep secrets out of logs.
 
 pub mod account;
 pub mod cli;

@@ -30,6 +30,8 @@ pub enum Reason {
     KubernetesError,
     /// `spec.suspend` is true.
     Suspended,
+    /// The Terrakio server's certificate is not trusted (or the CA bundle is unusable).
+    TlsError,
 }
 
 impl Reason {
@@ -46,6 +48,7 @@ impl Reason {
             Reason::TargetConflict => "TargetConflict",
             Reason::KubernetesError => "KubernetesError",
             Reason::Suspended => "Suspended",
+            Reason::TlsError => "TLSError",
         }
     }
 }

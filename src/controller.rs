@@ -21,6 +21,7 @@ use kube::{Client, ResourceExt};
 
 use crate::credential::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, TerrakioCredential};
 use crate::reconcile::{self, Context};
+use crate::server::Health;
 
 /// Where the operator looks: the whole cluster, or a fixed set of namespaces.
 #[derive(Clone, Debug)]
@@ -64,7 +65,7 @@ pub async fn preflight(client: &Client, scope: &Scope) -> Result<(), String> {
 
 /// Runs one controller per namespace in scope (one for the whole cluster by default) until a
 /// shutdown signal arrives.
-pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
+pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16, health: Health) {
     let client = ctx.client.clone();
     let credentials = scope.apis::<TerrakioCredential>(&client);
     let secrets = scope.apis::<Secret>(&client);
@@ -78,13 +79,23 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16) {
         .zip(secrets)
         .zip(secret_metadata)
         .zip(namespaces);
+    // Ready once every controller's cache of credentials is filled.
+    let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces_len(&scope)));
     let controllers = apis.map(|(((credentials, secrets), secret_metadata), namespace)| {
         let wakeups = ctx.wakeups(namespace);
+        let (unsynced, health) = (unsynced.clone(), health.clone());
+        let synced = move || {
+            if unsynced.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                tracing::info!("caches synced; ready");
+                health.set_ready(true);
+            }
+        };
         controller(
             credentials,
             secrets,
             secret_metadata,
             wakeups,
+            synced,
             ctx.clone(),
             concurrency,
         )
@@ -97,10 +108,17 @@ async fn controller(
     secrets: Api<Secret>,
     secret_metadata: Api<PartialObjectMeta<Secret>>,
     wakeups: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TerrakioCredential>>,
+    synced: impl FnOnce() + Send + 'static,
     ctx: Arc<Context>,
     concurrency: u16,
 ) {
     let (reader, writer) = reflector::store();
+    let cache = reader.clone();
+    tokio::spawn(async move {
+        if cache.wait_until_ready().await.is_ok() {
+            synced();
+        }
+    });
     let forget = ctx.clone();
     let triggers = watcher(credentials, watcher::Config::default())
         .default_backoff()
@@ -150,6 +168,13 @@ async fn controller(
             }
         })
         .await;
+}
+
+fn namespaces_len(scope: &Scope) -> usize {
+    match scope {
+        Scope::Cluster => 1,
+        Scope::Namespaces(names) => names.len(),
+    }
 }
 
 /// Lets a deletion through the predicate filter, so a finalizer is handled at once.

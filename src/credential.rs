@@ -98,6 +98,12 @@ pub struct TerrakioCredentialSpec {
     #[schemars(regex(pattern = GO_DURATION))]
     pub refresh_interval: String,
 
+    /// A Secret in this namespace holding extra CA certificates (PEM) to trust for the endpoint,
+    /// for on-prem deployments behind a private CA. The system's roots stay trusted; there is
+    /// no way to turn verification off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle_secret_ref: Option<CaBundleSecretRef>,
+
     /// When to replace the key with a new one. Without it the key is never rotated, only kept in
     /// sync; setting the annotation terrak.io/rotate to a new value rotates it on demand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,6 +199,23 @@ pub struct LoginSecretRef {
     #[serde(default = "default_password_key")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DATA_KEY))]
     pub password_key: String,
+}
+
+/// A reference to a Secret holding CA certificates, in the credential's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaBundleSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+    /// Data key holding the PEM certificates.
+    #[serde(default = "default_ca_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DATA_KEY))]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".to_string()
 }
 
 /// The Secret the API key is written to, in the credential's namespace.
@@ -327,6 +350,7 @@ pub struct ValidSpec {
     pub target_overwrite: bool,
     pub refresh_interval: Duration,
     pub rotation: Option<crate::schedule::Policy>,
+    pub ca_bundle: Option<CaBundleSecretRef>,
     pub suspend: bool,
     pub deletion_policy: DeletionPolicy,
     pub restart_targets: Vec<RestartTarget>,
@@ -426,10 +450,16 @@ pub fn validate(
         target_overwrite: spec.target.overwrite,
         refresh_interval,
         rotation,
+        ca_bundle: spec.ca_bundle_secret_ref.clone(),
         suspend: spec.suspend,
         deletion_policy: spec.deletion_policy,
         restart_targets: spec.restart_targets.clone(),
     })
+}
+
+/// Checks an endpoint as `spec.endpoint` is checked; for the `check` command.
+pub fn validate_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
+    parse_endpoint(raw, allow_insecure)
 }
 
 fn parse_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
@@ -515,6 +545,7 @@ mod tests {
             },
             target: TargetSpec::default(),
             refresh_interval: "1h".into(),
+            ca_bundle_secret_ref: None,
             rotation: None,
             suspend: false,
             deletion_policy: DeletionPolicy::Delete,

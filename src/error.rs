@@ -52,6 +52,7 @@ impl Error {
                 TerrakioError::LoginRefused { .. } => Reason::LoginFailed,
                 TerrakioError::RateLimited { .. } => Reason::RateLimited,
                 TerrakioError::Unavailable { .. } => Reason::TerrakioUnavailable,
+                TerrakioError::Tls { .. } | TerrakioError::CaBundle(_) => Reason::TlsError,
                 TerrakioError::NotAuthenticated { .. }
                 | TerrakioError::Rejected { .. }
                 | TerrakioError::InvalidResponse { .. } => Reason::TerrakioRequestFailed,

@@ -9,6 +9,7 @@
 //! keep secrets out of logs.
 
 pub mod account;
+pub mod check;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -16,10 +17,12 @@ pub mod credential;
 pub mod decision;
 pub mod error;
 pub mod login_secret;
+pub mod metrics;
 pub mod reconcile;
 pub mod restart;
 pub mod schedule;
 pub mod sensitive;
+pub mod server;
 pub mod session;
 pub mod target;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
-use crate::credential::LoginSecretRef;
+use crate::credential::{CaBundleSecretRef, LoginSecretRef};
 use crate::error::Error;
 use crate::sensitive::Password;
 
@@ -36,6 +36,32 @@ pub async fn read(secrets: &Api<Secret>, reference: &LoginSecretRef) -> Result<L
         password,
         resource_version: secret.metadata.resource_version,
     })
+}
+
+/// The PEM bundle of `spec.caBundleSecretRef`.
+pub async fn read_ca_bundle(
+    secrets: &Api<Secret>,
+    reference: &CaBundleSecretRef,
+) -> Result<Vec<u8>, Error> {
+    let found = secrets
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::Kubernetes {
+            step: "reading the CA bundle Secret",
+            source,
+        })?;
+    let invalid = |problem: String| {
+        Error::InvalidSpec(format!(
+            "spec.caBundleSecretRef: Secret {:?} {problem}",
+            reference.name
+        ))
+    };
+    let secret = found.ok_or_else(|| invalid("not found in this namespace; create it".into()))?;
+    let bytes = secret
+        .data
+        .and_then(|mut data| data.remove(&reference.key))
+        .ok_or_else(|| invalid(format!("has no data key {:?}", reference.key)))?;
+    Ok(bytes.0)
 }
 
 /// Extracts email and password; the error says which data key is wrong and how. The email is

@@ -29,6 +29,7 @@ use crate::credential::{
 use crate::decision::{self, Observation, Plan, SyncReason, TargetState, Trigger, Write};
 use crate::error::Error;
 use crate::login_secret;
+use crate::metrics::Metrics;
 use crate::restart;
 use crate::schedule;
 use crate::sensitive::ApiKey;
@@ -51,6 +52,7 @@ pub struct Context {
     pub sessions: Sessions,
     pub recorder: Recorder,
     pub allow_insecure_endpoints: bool,
+    pub metrics: Arc<Metrics>,
     pub accounts: Accounts,
     memory: Mutex<HashMap<ObjectRef<TerrakioCredential>, Memory>>,
     wakers: Mutex<Vec<Waker>>,
@@ -77,6 +79,7 @@ impl Context {
         client: Client,
         terrakio: TerrakioClient,
         recorder: Recorder,
+        metrics: Arc<Metrics>,
         allow_insecure_endpoints: bool,
     ) -> Self {
         Context {
@@ -85,6 +88,7 @@ impl Context {
             sessions: Sessions::default(),
             recorder,
             allow_insecure_endpoints,
+            metrics,
             accounts: Accounts::default(),
             memory: Mutex::default(),
             wakers: Mutex::default(),
@@ -207,10 +211,14 @@ struct Journal {
 }
 
 pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let namespace = cr.namespace().unwrap_or_default();
+    let name = cr.name_any();
     let key = ObjectRef::from_obj(&*cr);
     if cr.metadata.deletion_timestamp.is_some() {
         release_on_deletion(&cr, &ctx).await?;
         ctx.forget(&key);
+        ctx.metrics.forget_credential(&namespace, &name);
         return Ok(Action::await_change());
     }
 
@@ -220,26 +228,54 @@ pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result
     };
     let result = sync(&cr, &ctx, &mut journal).await;
     let now = Timestamp::now();
-    match result {
+    let (status, outcome) = match result {
         Ok(synced) => {
             ctx.succeeded(&key, synced.login_version.clone());
             let status = status_after_success(&cr, &previous, &synced, now);
-            write_status(&ctx, &cr, &status).await?;
-            report_success(&ctx, &cr, &previous, &synced).await;
-            if synced.suspended {
-                return Ok(Action::await_change());
+            if let Some(rotation) = synced.rotation.as_ref().filter(|r| r.by_self) {
+                let trigger = if rotation.request.is_some() {
+                    "request"
+                } else {
+                    "schedule"
+                };
+                ctx.metrics.rotated(trigger);
             }
-            Ok(Action::requeue(synced.requeue_after))
+            let written = write_status(&ctx, &cr, &status).await;
+            match written {
+                Ok(()) => {
+                    report_success(&ctx, &cr, &previous, &synced).await;
+                    let action = if synced.suspended {
+                        Action::await_change()
+                    } else {
+                        Action::requeue(synced.requeue_after)
+                    };
+                    (status, Ok(action))
+                }
+                Err(err) => (status, Err(err)),
+            }
         }
         Err(err) => {
             let status = status_after_failure(&cr, &previous, &err, journal.pending, now);
             if let Err(status_err) = write_status(&ctx, &cr, &status).await {
-                tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), error = %status_err, "could not record the failure in status");
+                tracing::warn!(%namespace, %name, error = %status_err, "could not record the failure in status");
             }
             report_failure(&ctx, &cr, &previous, &err).await;
-            Err(err)
+            (status, Err(err))
         }
-    }
+    };
+
+    let ready = conditions::find(&status.conditions, conditions::READY);
+    let reason = ready.map_or("Unknown", |c| c.reason.as_str());
+    let result = if outcome.is_ok() { "success" } else { "error" };
+    ctx.metrics.reconciled(result, reason, started.elapsed());
+    ctx.metrics.credential_state(
+        &namespace,
+        &name,
+        ready.map_or("Unknown", |c| c.status.as_str()),
+        reason,
+        status.next_rotation_time.as_ref().map(|t| t.0.as_second()),
+    );
+    outcome
 }
 
 pub fn error_policy(cr: Arc<TerrakioCredential>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -292,6 +328,19 @@ async fn sync(
     ensure_finalizer(ctx, cr, spec.deletion_policy).await?;
 
     let login = login_secret::read(&secrets, &spec.login).await?;
+    let terrakio = match &spec.ca_bundle {
+        None => ctx.terrakio.clone(),
+        Some(reference) => {
+            let bundle = login_secret::read_ca_bundle(&secrets, reference).await?;
+            ctx.terrakio
+                .trusting(&bundle)
+                .map_err(|source| Error::Terrakio {
+                    step: "loading spec.caBundleSecretRef",
+                    host: spec.endpoint.host_str().unwrap_or_default().to_string(),
+                    source,
+                })?
+        }
+    };
     let found = secrets
         .get_opt(&spec.target_name)
         .await
@@ -368,7 +417,7 @@ async fn sync(
         }
         Plan::Sync(reason) => {
             tracing::debug!(?reason, "asking Terrakio for the current key");
-            let (api_key, generated) = current_or_new_key(ctx, &session).await?;
+            let (api_key, generated) = current_or_new_key(ctx, &terrakio, &session).await?;
             done.generated = generated;
             let followed = match reason {
                 // The key changed because another credential of the account rotated it.
@@ -393,7 +442,7 @@ async fn sync(
                 .expect("planned only with a pending rotation");
             let lock = ctx.accounts.rotation_lock(&account);
             let _held = lock.lock().await;
-            let current = view_key(ctx, &session).await?;
+            let current = view_key(ctx, &terrakio, &session).await?;
             let rotated = current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint);
             let api_key = match rotated {
                 Some(api_key) => {
@@ -401,7 +450,16 @@ async fn sync(
                     api_key
                 }
                 None => {
-                    rotate(ctx, cr, &status, &session, journal, pending.request.clone()).await?
+                    rotate(
+                        ctx,
+                        &terrakio,
+                        cr,
+                        &status,
+                        &session,
+                        journal,
+                        pending.request.clone(),
+                    )
+                    .await?
                 }
             };
             let at = pending.started_at.0;
@@ -426,7 +484,7 @@ async fn sync(
             match already {
                 // Another credential of the account rotated while this one waited for the lock.
                 Some(at) => {
-                    let (api_key, _) = current_or_new_key(ctx, &session).await?;
+                    let (api_key, _) = current_or_new_key(ctx, &terrakio, &session).await?;
                     (
                         api_key,
                         Some(Rotation {
@@ -441,8 +499,16 @@ async fn sync(
                         Trigger::Requested { value } => Some(value.clone()),
                         Trigger::Scheduled { .. } => None,
                     };
-                    let api_key =
-                        rotate(ctx, cr, &status, &session, journal, request.clone()).await?;
+                    let api_key = rotate(
+                        ctx,
+                        &terrakio,
+                        cr,
+                        &status,
+                        &session,
+                        journal,
+                        request.clone(),
+                    )
+                    .await?;
                     (
                         api_key,
                         Some(Rotation {
@@ -561,6 +627,7 @@ fn whole_seconds(t: Timestamp) -> Timestamp {
 /// crash after the generate is resumed by reading the key back instead of generating again.
 async fn rotate(
     ctx: &Context,
+    client: &TerrakioClient,
     cr: &TerrakioCredential,
     status: &TerrakioCredentialStatus,
     login: &Login,
@@ -579,7 +646,6 @@ async fn rotate(
         write_status(ctx, cr, &marked).await?;
     }
 
-    let client = &ctx.terrakio;
     let endpoint = &login.endpoint;
     let host = endpoint.host_str().unwrap_or_default().to_string();
     tracing::debug!("rotating: generating a new key");
@@ -593,7 +659,7 @@ async fn rotate(
         Ok(key) => Ok(key),
         Err(err) if err.outcome_unknown() => {
             tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
-            let current = view_key(ctx, login).await?;
+            let current = view_key(ctx, client, login).await?;
             match current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint) {
                 Some(key) => Ok(key),
                 None => Err(Error::Terrakio {
@@ -611,8 +677,11 @@ async fn rotate(
     }
 }
 
-async fn view_key(ctx: &Context, login: &Login) -> Result<Option<ApiKey>, Error> {
-    let client = &ctx.terrakio;
+async fn view_key(
+    ctx: &Context,
+    client: &TerrakioClient,
+    login: &Login,
+) -> Result<Option<ApiKey>, Error> {
     let endpoint = &login.endpoint;
     ctx.sessions
         .with_token(client, login, |token| async move {
@@ -730,8 +799,11 @@ async fn release_on_deletion(cr: &TerrakioCredential, ctx: &Context) -> Result<(
 
 /// Adopts the account's current key; generates one only when the account has none, because a
 /// key that exists may already be in use elsewhere and generating would break those users.
-async fn current_or_new_key(ctx: &Context, login: &Login) -> Result<(ApiKey, bool), Error> {
-    let client = &ctx.terrakio;
+async fn current_or_new_key(
+    ctx: &Context,
+    client: &TerrakioClient,
+    login: &Login,
+) -> Result<(ApiKey, bool), Error> {
     let endpoint = &login.endpoint;
     let host = endpoint.host_str().unwrap_or_default().to_string();
     let failed = |step: &'static str| {

@@ -131,6 +131,7 @@ mod tests {
                     ..TargetSpec::default()
                 },
                 refresh_interval: "1h".into(),
+                ca_bundle_secret_ref: None,
                 rotation: None,
                 suspend: false,
                 deletion_policy: Default::default(),

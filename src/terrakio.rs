@@ -5,8 +5,11 @@
 //! [`Password`], [`Token`] and [`ApiKey`], and no error built here carries one: error bodies
 //! are cut short and request URLs are stripped from transport errors.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -20,6 +23,8 @@ use crate::sensitive::{ApiKey, Password, Token};
 const MAX_DETAIL_CHARS: usize = 200;
 /// A `Retry-After` longer than this is not waited out inside one call: the caller reschedules.
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How long an endpoint that answered 429 without `Retry-After` is left alone.
+const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The calls the operator makes, named for errors, logs and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,6 +117,15 @@ pub enum TerrakioError {
     /// A success status whose body is not what the API documents.
     #[error("Terrakio answered {call} with an unexpected body: {reason}")]
     InvalidResponse { call: Call, reason: String },
+
+    /// The server's certificate was not trusted, or TLS failed otherwise. Never retried: it
+    /// needs a fix (spec.caBundleSecretRef for a private CA), not patience.
+    #[error("TLS with Terrakio failed for {call}: {reason}")]
+    Tls { call: Call, reason: String },
+
+    /// spec.caBundleSecretRef holds no usable certificate.
+    #[error("the CA bundle is not usable: {0}")]
+    CaBundle(String),
 }
 
 fn retry_hint(retry_after: Option<Duration>) -> String {
@@ -169,11 +183,52 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How hard the operator may press Terrakio, across every credential and endpoint: a cold
+/// start with thousands of credentials must not flood the service.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Requests per second, sustained.
+    pub rate: NonZeroU32,
+    /// Requests allowed in a burst above the rate.
+    pub burst: NonZeroU32,
+    /// Requests in flight at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate: NonZeroU32::new(10).expect("non-zero"),
+            burst: NonZeroU32::new(20).expect("non-zero"),
+            max_concurrent: 8,
+        }
+    }
+}
+
+/// Sees every request sent, for metrics. `outcome` is the HTTP status as text, or one of
+/// `timeout`, `connect_error`, `tls_error`, `transport_error`, `rate_limited_locally`.
+pub trait Observer: Send + Sync {
+    fn request(&self, call: Call, outcome: &str, duration: Duration);
+}
+
 /// A client for any number of Terrakio endpoints; the base URL is given with each call.
+/// Clones share the limits, the endpoints' rate-limit pauses and the observer.
 #[derive(Clone)]
 pub struct TerrakioClient {
     http: reqwest::Client,
     retry: RetryPolicy,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    timeout: Duration,
+    limiter: governor::DefaultDirectRateLimiter,
+    permits: tokio::sync::Semaphore,
+    /// Endpoints (by origin) that answered 429, and until when every caller leaves them alone.
+    paused: Mutex<HashMap<String, Instant>>,
+    observer: Option<Arc<dyn Observer>>,
+    /// Clients that also trust a private CA, by the bundle's digest.
+    with_ca: Mutex<HashMap<[u8; 32], reqwest::Client>>,
 }
 
 #[derive(Deserialize)]
@@ -188,14 +243,60 @@ struct KeyAnswer {
 }
 
 impl TerrakioClient {
+    /// A client with the default limits and no observer.
     pub fn new(timeout: Duration, retry: RetryPolicy) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("terrakio-operator/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
-            .https_only(false)
-            .build()?;
-        Ok(TerrakioClient { http, retry })
+        TerrakioClient::with_limits(timeout, retry, Limits::default(), None)
+    }
+
+    pub fn with_limits(
+        timeout: Duration,
+        retry: RetryPolicy,
+        limits: Limits,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = http_client(timeout, None)?;
+        let quota = governor::Quota::per_second(limits.rate).allow_burst(limits.burst);
+        let shared = Arc::new(Shared {
+            timeout,
+            limiter: governor::RateLimiter::direct(quota),
+            permits: tokio::sync::Semaphore::new(limits.max_concurrent.max(1)),
+            paused: Mutex::default(),
+            observer,
+            with_ca: Mutex::default(),
+        });
+        Ok(TerrakioClient {
+            http,
+            retry,
+            shared,
+        })
+    }
+
+    /// The same client, also trusting the CA certificates of `bundle` (PEM) besides the
+    /// system's roots. Clients are built once per bundle and shared.
+    pub fn trusting(&self, bundle: &[u8]) -> Result<TerrakioClient, TerrakioError> {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(bundle).into();
+        let mut cache = self.shared.with_ca.lock().expect("client cache lock");
+        let http = match cache.get(&digest) {
+            Some(http) => http.clone(),
+            None => {
+                let certs = reqwest::Certificate::from_pem_bundle(bundle).map_err(|err| {
+                    TerrakioError::CaBundle(format!("not PEM certificates ({err})"))
+                })?;
+                if certs.is_empty() {
+                    return Err(TerrakioError::CaBundle("no certificate in it".into()));
+                }
+                let http = http_client(self.shared.timeout, Some(certs))
+                    .map_err(|err| TerrakioError::CaBundle(err.to_string()))?;
+                cache.insert(digest, http.clone());
+                http
+            }
+        };
+        Ok(TerrakioClient {
+            http,
+            retry: self.retry,
+            shared: self.shared.clone(),
+        })
     }
 
     /// `POST /users/login`: a fresh token for the account.
@@ -296,7 +397,28 @@ impl TerrakioClient {
         secrets: &[&str],
     ) -> Result<(StatusCode, bytes::Bytes), TerrakioError> {
         let url = join(endpoint, call.path());
+        let origin = url.origin().ascii_serialization();
         let attempt = || async {
+            if let Some(remaining) = self.paused_for(&origin) {
+                // Some caller was told to slow down: nobody calls this endpoint until then. A
+                // short pause is waited out; a long one goes back to the caller to reschedule.
+                if remaining > MAX_INLINE_RETRY_AFTER {
+                    self.observe(call, "rate_limited_locally", Duration::ZERO);
+                    return Err(TerrakioError::RateLimited {
+                        call,
+                        retry_after: Some(remaining),
+                    });
+                }
+                tokio::time::sleep(remaining).await;
+            }
+            self.shared.limiter.until_ready().await;
+            let _permit = self
+                .shared
+                .permits
+                .acquire()
+                .await
+                .expect("semaphore never closed");
+            let started = Instant::now();
             let mut request = self.http.request(call.method(), url.clone());
             if let Some(token) = token {
                 // The API takes the bare token, without a "Bearer " prefix.
@@ -306,22 +428,23 @@ impl TerrakioClient {
                 request = request.header(CONTENT_TYPE, "application/json").json(body);
             }
             tracing::debug!(call = call.as_str(), "calling Terrakio");
-            let response = request
-                .send()
-                .await
-                .map_err(|err| transport_error(call, &err))?;
+            let failed = |err: reqwest::Error| {
+                let err = transport_error(call, &err);
+                self.observe(call, transport_outcome(&err), started.elapsed());
+                err
+            };
+            let response = request.send().await.map_err(failed)?;
             let status = response.status();
             let retry_after = parse_retry_after(response.headers().get(RETRY_AFTER));
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|err| transport_error(call, &err))?;
+            let bytes = response.bytes().await.map_err(failed)?;
+            self.observe(call, status.as_str(), started.elapsed());
             tracing::debug!(
                 call = call.as_str(),
                 status = status.as_u16(),
                 "Terrakio answered"
             );
             if status == StatusCode::TOO_MANY_REQUESTS {
+                self.pause(&origin, retry_after.unwrap_or(DEFAULT_RATE_LIMIT_PAUSE));
                 return Err(TerrakioError::RateLimited { call, retry_after });
             }
             if call.retries_status(status) {
@@ -357,6 +480,61 @@ impl TerrakioClient {
                 tracing::debug!(call = call.as_str(), error = %err, ?pause, "retrying Terrakio call");
             })
             .await
+    }
+}
+
+impl TerrakioClient {
+    fn observe(&self, call: Call, outcome: &str, duration: Duration) {
+        if let Some(observer) = &self.shared.observer {
+            observer.request(call, outcome, duration);
+        }
+    }
+
+    fn paused_for(&self, origin: &str) -> Option<Duration> {
+        let mut paused = self.shared.paused.lock().expect("pause lock");
+        let until = *paused.get(origin)?;
+        let remaining = until.checked_duration_since(Instant::now());
+        if remaining.is_none() {
+            paused.remove(origin);
+        }
+        remaining
+    }
+
+    fn pause(&self, origin: &str, pause: Duration) {
+        let until = Instant::now() + pause;
+        let mut paused = self.shared.paused.lock().expect("pause lock");
+        let entry = paused.entry(origin.to_string()).or_insert(until);
+        *entry = (*entry).max(until);
+        tracing::debug!(
+            pause_s = pause.as_secs(),
+            "Terrakio asked to slow down; pausing every call to it"
+        );
+    }
+}
+
+fn http_client(
+    timeout: Duration,
+    extra_roots: Option<Vec<reqwest::Certificate>>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("terrakio-operator/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout);
+    if let Some(certs) = extra_roots {
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build()
+}
+
+fn transport_outcome(err: &TerrakioError) -> &'static str {
+    match err {
+        TerrakioError::Tls { .. } => "tls_error",
+        TerrakioError::Unavailable { reason, .. } if reason.starts_with("timed out") => "timeout",
+        TerrakioError::Unavailable {
+            request_sent: false,
+            ..
+        } => "connect_error",
+        _ => "transport_error",
     }
 }
 
@@ -417,10 +595,19 @@ fn transport_error(call: Call, err: &reqwest::Error) -> TerrakioError {
         "connection failed".to_string()
     };
     let mut source = std::error::Error::source(err);
+    let mut tls = false;
     while let Some(cause) = source {
+        let text = cause.to_string();
+        tls |= text.contains("certificate") || text.contains("tls") || text.contains("TLS");
         reason.push_str(": ");
-        reason.push_str(&cause.to_string());
+        reason.push_str(&text);
         source = cause.source();
+    }
+    if tls {
+        return TerrakioError::Tls {
+            call,
+            reason: truncate(&reason),
+        };
     }
     TerrakioError::Unavailable {
         call,

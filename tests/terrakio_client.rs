@@ -91,7 +91,8 @@ fn quoted_detail(err: &TerrakioError) -> &str {
         TerrakioError::Unavailable { reason, .. } => reason
             .split_once(": ")
             .map_or(reason.as_str(), |(_, detail)| detail),
-        TerrakioError::InvalidResponse { reason, .. } => reason,
+        TerrakioError::InvalidResponse { reason, .. } | TerrakioError::Tls { reason, .. } => reason,
+        TerrakioError::CaBundle(reason) => reason,
         TerrakioError::RateLimited { .. } => "",
     }
 }

@@ -165,6 +165,8 @@ impl Operator {
                 "--allow-insecure-endpoints",
                 "--terrakio-retry-pause",
                 "100ms",
+                "--http-address",
+                "127.0.0.1:0",
             ])
             .arg("--watch-namespaces")
             .arg(namespaces.join(","))
@@ -186,6 +188,31 @@ impl Operator {
 
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where the operator serves /healthz, /readyz and /metrics, read from its log.
+    pub async fn http_address(&self) -> String {
+        let mut found = None;
+        wait_for(
+            Duration::from_secs(20),
+            "the operator's HTTP address",
+            || {
+                let output = self.output();
+                found = output
+                    .lines()
+                    .find(|l| l.contains("serving /healthz"))
+                    .and_then(|l| l.split("addr=").nth(1))
+                    .map(|rest| {
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    });
+                std::future::ready(found.is_some())
+            },
+        )
+        .await;
+        found.unwrap()
     }
 
     pub fn kill(&mut self) {

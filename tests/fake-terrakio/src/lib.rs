@@ -7,6 +7,10 @@
 //! faults and reach into the accounts, either in process through [`FakeTerrakio`] or from
 //! another process through the `/_fake/` control API.
 //!
+//! It speaks plain HTTP, or HTTPS with a given certificate; [`TestCa`] makes a throwaway CA
+//! and a certificate for 127.0.0.1 and localhost, for tests of clients that must trust a
+//! private CA.
+//!
 //! # Control API
 //!
 //! JSON in and out; none of these calls is counted.
@@ -29,6 +33,7 @@ mod faults;
 mod random;
 mod server;
 mod service;
+mod test_ca;
 mod tokens;
 
 use std::fmt;
@@ -41,7 +46,9 @@ use tokio::task::JoinHandle;
 
 pub use calls::Endpoint;
 pub use faults::Fault;
+pub use test_ca::TestCa;
 
+use server::Transport;
 use service::Shared;
 
 /// A running fake server, and the test's hand on its state.
@@ -52,6 +59,7 @@ use service::Shared;
 pub struct FakeTerrakio {
     shared: Shared,
     addr: SocketAddr,
+    tls: bool,
     _server: Arc<ServerTask>,
 }
 
@@ -69,6 +77,7 @@ impl fmt::Debug for FakeTerrakio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FakeTerrakio")
             .field("addr", &self.addr)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -81,14 +90,41 @@ impl FakeTerrakio {
 
     /// Starts a fake on `addr`; port 0 picks a free port, which [`FakeTerrakio::url`] tells.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeTerrakio> {
+        FakeTerrakio::start_with(addr, Transport::Plain).await
+    }
+
+    /// Like [`FakeTerrakio::start`], but over TLS with the given certificate chain (leaf
+    /// first) and private key, both PEM; [`FakeTerrakio::url`] then starts with `https://`.
+    ///
+    /// Fails with [`std::io::ErrorKind::InvalidInput`] if the PEM does not parse or the key
+    /// does not belong to the certificate.
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> std::io::Result<FakeTerrakio> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        FakeTerrakio::start_tls_on(addr, cert_pem, key_pem).await
+    }
+
+    /// Like [`FakeTerrakio::start_tls`], on `addr`.
+    pub async fn start_tls_on(
+        addr: SocketAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> std::io::Result<FakeTerrakio> {
+        let transport = Transport::tls(cert_pem, key_pem)?;
+        FakeTerrakio::start_with(addr, transport).await
+    }
+
+    async fn start_with(addr: SocketAddr, transport: Transport) -> std::io::Result<FakeTerrakio> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
 
+        let tls = matches!(transport, Transport::Tls(_));
         let shared = Shared::default();
-        let task = tokio::spawn(server::serve(listener, server::app(shared.clone())));
+        let app = server::app(shared.clone());
+        let task = tokio::spawn(server::serve(listener, app, transport));
         Ok(FakeTerrakio {
             shared,
             addr,
+            tls,
             _server: Arc::new(ServerTask(task)),
         })
     }
@@ -98,9 +134,11 @@ impl FakeTerrakio {
         self.addr
     }
 
-    /// The base URL, `http://127.0.0.1:PORT`, without a trailing slash.
+    /// The base URL, `http://127.0.0.1:PORT` (`https://` under TLS), without a trailing
+    /// slash.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Opens an account as signup would, without counting a call; if the email already has

@@ -6,6 +6,7 @@ mod account_api;
 mod binary;
 mod control;
 mod faults;
+mod tls;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 pub const EMAIL: &str = "alice@example.com";
 pub const PASSWORD: &str = "correct horse";
 
-/// A plain HTTP client for one fake, with the few calls the tests repeat.
+/// An HTTP client for one fake, with the few calls the tests repeat.
 pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
@@ -31,13 +32,17 @@ impl Client {
 
     /// A client that gives up after `timeout`, to play the caller whose answer got lost.
     pub fn with_timeout(base: String, timeout: Duration) -> Client {
-        // Built in one workspace with the operator, reqwest may come with TLS but without a
-        // crypto provider; plain http needs none, but reqwest insists on one being installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // No proxy: a proxy set in the environment must not stand between a test and loopback.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(timeout)
+        let http = builder().timeout(timeout).build().unwrap();
+        Client { http, base }
+    }
+
+    /// A client that trusts the CA certificate `ca_pem` and nothing else, as the operator
+    /// does with a private CA bundle.
+    pub fn trusting(base: String, ca_pem: &str) -> Client {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+        let http = builder()
+            .timeout(Duration::from_secs(30))
+            .tls_certs_only([ca])
             .build()
             .unwrap();
         Client { http, base }
@@ -124,6 +129,16 @@ impl Client {
         assert_eq!(answer.status(), StatusCode::OK);
         answer.json().await.unwrap()
     }
+}
+
+/// A client builder with the settings every test wants; by default it trusts the system's
+/// roots, which know nothing of a test CA.
+fn builder() -> reqwest::ClientBuilder {
+    // reqwest comes with TLS but without a crypto provider, as in the operator, and insists on
+    // one being installed even for plain http.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // No proxy: a proxy set in the environment must not stand between a test and loopback.
+    reqwest::Client::builder().no_proxy()
 }
 
 /// A fresh fake with Alice's account, and a client for it.

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
@@ -113,16 +113,19 @@ async fn controller(
     concurrency: u16,
 ) {
     let (reader, writer) = reflector::store();
-    let cache = reader.clone();
-    tokio::spawn(async move {
-        if cache.wait_until_ready().await.is_ok() {
-            synced();
-        }
-    });
+    let mut synced = Some(synced);
     let forget = ctx.clone();
     let triggers = watcher(credentials, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| {
+            // The first complete list fills the cache.
+            if matches!(event, watcher::Event::InitDone)
+                && let Some(synced) = synced.take()
+            {
+                synced();
+            }
+        })
         .touched_objects()
         .filter_map(move |item| {
             // A deleted credential leaves nothing to reconcile; drop what was remembered.

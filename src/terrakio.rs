@@ -23,6 +23,8 @@ use crate::sensitive::{ApiKey, Password, Token};
 const MAX_DETAIL_CHARS: usize = 200;
 /// A `Retry-After` longer than this is not waited out inside one call: the caller reschedules.
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// A pause of an endpoint this short is waited out inside the call.
+const MAX_QUEUED_PAUSE: Duration = Duration::from_secs(1);
 /// How long an endpoint that answered 429 without `Retry-After` is left alone.
 const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -399,10 +401,11 @@ impl TerrakioClient {
         let url = join(endpoint, call.path());
         let origin = url.origin().ascii_serialization();
         let attempt = || async {
-            if let Some(remaining) = self.paused_for(&origin) {
-                // Some caller was told to slow down: nobody calls this endpoint until then. A
-                // short pause is waited out; a long one goes back to the caller to reschedule.
-                if remaining > MAX_INLINE_RETRY_AFTER {
+            // Some caller was told to slow down: nobody calls this endpoint until then. A short
+            // pause is waited out; a longer one goes back to the caller to reschedule, so that
+            // its credential reports RateLimited instead of hanging in a queue.
+            while let Some(remaining) = self.paused_for(&origin) {
+                if remaining > MAX_QUEUED_PAUSE {
                     self.observe(call, "rate_limited_locally", Duration::ZERO);
                     return Err(TerrakioError::RateLimited {
                         call,

@@ -147,12 +147,29 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Starts the operator as the ServiceAccount that `deploy/` installs, so that every test
+    /// also proves the granted permissions suffice.
     pub fn start(namespaces: &[&str], log_name: &str) -> Operator {
-        Operator::start_as(&control_plane().kubeconfig, namespaces, log_name)
+        Operator::start_as(deployed_service_account(), namespaces, log_name)
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Starts the operator with the identity of `kubeconfig`.
     pub fn start_as(kubeconfig: &Path, namespaces: &[&str], log_name: &str) -> Operator {
+        Operator::start_with(kubeconfig, namespaces, log_name, &[])
+    }
+
+    /// Starts the operator with the identity of `kubeconfig` and `extra` arguments.
+    pub fn start_with(
+        kubeconfig: &Path,
+        namespaces: &[&str],
+        log_name: &str,
+        extra: &[&str],
+    ) -> Operator {
         let log = Path::new(REPO)
             .join("target/e2e-logs")
             .join(format!("{log_name}.log"));
@@ -170,6 +187,7 @@ impl Operator {
             ])
             .arg("--watch-namespaces")
             .arg(namespaces.join(","))
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "trace")
             .env("POD_NAME", log_name)
@@ -401,30 +419,29 @@ pub fn deployed_service_account() -> &'static Path {
     let made = KUBECONFIG.get_or_init(|| {
         let cp = control_plane();
         kubectl(&cp.kubeconfig, &["apply", "-k", &format!("{REPO}/deploy/")])?;
-        let token = kubectl(
-            &cp.kubeconfig,
-            &[
-                "create",
-                "token",
-                "terrakio-operator",
-                "-n",
-                "terrakio-system",
-                "--duration=2h",
-            ],
-        )?;
-        let admin = std::fs::read_to_string(&cp.kubeconfig).map_err(|e| e.to_string())?;
-        let mut config: serde_json::Value =
-            serde_yaml_ng::from_str(&admin).map_err(|e| e.to_string())?;
-        config["users"] = json!([{ "name": "admin", "user": { "token": token.trim() } }]);
-        let path = cp.dir.join("operator-sa.kubeconfig");
-        let text = serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| e.to_string())?;
-        Ok(path)
+        service_account_kubeconfig("terrakio-system", "terrakio-operator")
     });
     match made {
         Ok(path) => path,
         Err(reason) => panic!("installing deploy/ failed: {reason}"),
     }
+}
+
+/// A kubeconfig for ServiceAccount `namespace/name`, with a token from the TokenRequest API.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> Result<PathBuf, String> {
+    let cp = control_plane();
+    let token = kubectl(
+        &cp.kubeconfig,
+        &["create", "token", name, "-n", namespace, "--duration=2h"],
+    )?;
+    let admin = std::fs::read_to_string(&cp.kubeconfig).map_err(|e| e.to_string())?;
+    let mut config: serde_json::Value =
+        serde_yaml_ng::from_str(&admin).map_err(|e| e.to_string())?;
+    config["users"] = json!([{ "name": "admin", "user": { "token": token.trim() } }]);
+    let path = cp.dir.join(format!("{namespace}-{name}.kubeconfig"));
+    let text = serde_yaml_ng::to_string(&config).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 async fn create_namespace(client: &Client, name: &str) {

@@ -69,19 +69,14 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16, health: Heal
     let client = ctx.client.clone();
     let credentials = scope.apis::<TerrakioCredential>(&client);
     let secrets = scope.apis::<Secret>(&client);
-    let secret_metadata = scope.apis::<PartialObjectMeta<Secret>>(&client);
     let namespaces: Vec<Option<String>> = match &scope {
         Scope::Cluster => vec![None],
         Scope::Namespaces(names) => names.iter().cloned().map(Some).collect(),
     };
-    let apis = credentials
-        .into_iter()
-        .zip(secrets)
-        .zip(secret_metadata)
-        .zip(namespaces);
+    let apis = credentials.into_iter().zip(secrets).zip(namespaces);
     // Ready once every controller's cache of credentials is filled.
     let unsynced = Arc::new(std::sync::atomic::AtomicUsize::new(namespaces_len(&scope)));
-    let controllers = apis.map(|(((credentials, secrets), secret_metadata), namespace)| {
+    let controllers = apis.map(|((credentials, secrets), namespace)| {
         let wakeups = ctx.wakeups(namespace);
         let (unsynced, health) = (unsynced.clone(), health.clone());
         let synced = move || {
@@ -93,7 +88,6 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16, health: Heal
         controller(
             credentials,
             secrets,
-            secret_metadata,
             wakeups,
             synced,
             ctx.clone(),
@@ -106,7 +100,6 @@ pub async fn run(ctx: Arc<Context>, scope: Scope, concurrency: u16, health: Heal
 async fn controller(
     credentials: Api<TerrakioCredential>,
     secrets: Api<Secret>,
-    secret_metadata: Api<PartialObjectMeta<Secret>>,
     wakeups: futures::channel::mpsc::UnboundedReceiver<ObjectRef<TerrakioCredential>>,
     synced: impl FnOnce() + Send + 'static,
     ctx: Arc<Context>,
@@ -114,30 +107,22 @@ async fn controller(
 ) {
     let (reader, writer) = reflector::store();
     let mut synced = Some(synced);
-    let forget = ctx.clone();
+    let deleted = ctx.clone();
     let triggers = watcher(credentials, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .inspect_ok(move |event| {
+        .inspect_ok(move |event| match event {
             // The first complete list fills the cache.
-            if matches!(event, watcher::Event::InitDone)
-                && let Some(synced) = synced.take()
-            {
-                synced();
+            watcher::Event::InitDone => {
+                if let Some(synced) = synced.take() {
+                    synced();
+                }
             }
+            // A credential gone for good leaves nothing to remember.
+            watcher::Event::Delete(cr) => deleted.forget_deleted(cr),
+            _ => {}
         })
         .touched_objects()
-        .filter_map(move |item| {
-            // A deleted credential leaves nothing to reconcile; drop what was remembered.
-            let item = match item {
-                Ok(cr) if cr.metadata.deletion_timestamp.is_some() => {
-                    forget.forget(&ObjectRef::from_obj(&cr));
-                    Some(Ok(cr))
-                }
-                other => Some(other),
-            };
-            std::future::ready(item)
-        })
         .predicate_filter(
             predicates::generation
                 .combine(predicates::annotations)
@@ -149,9 +134,13 @@ async fn controller(
     let managed =
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     // Metadata only: the data of Secrets the operator does not manage never reaches it.
-    let login_secrets = watcher(secret_metadata, watcher::Config::default())
-        .default_backoff()
-        .touched_objects();
+    // (`watcher` on an `Api<PartialObjectMeta<_>>` still lists full objects in this version of
+    // kube; `metadata_watcher` asks the API server for metadata only.)
+    #[allow(deprecated)]
+    let login_secrets =
+        kube::runtime::metadata_watcher(secrets.clone(), watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
     let store = reader.clone();
 
     Controller::for_stream(triggers, reader)

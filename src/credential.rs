@@ -29,6 +29,8 @@ pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$";
 const DATA_KEY: &str = r"^[-._a-zA-Z0-9]+$";
 const GO_DURATION: &str = r"^([0-9]+(ms|s|m|h))+$";
+const QUALIFIED_NAME: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$";
+const LABEL_VALUE: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 const CRON_SHAPE: &str = r"^\s*\S+(\s+\S+){4}\s*$";
 
 /// A Terrakio API key kept in a Secret of this namespace.
@@ -411,6 +413,18 @@ pub fn validate(
                 .to_string(),
         );
     }
+    for (key, value) in &spec.target.labels {
+        check_metadata_key("spec.target.labels", key)?;
+        if value.len() > 63 || !matches(LABEL_VALUE, value) {
+            return Err(format!(
+                "spec.target.labels: the value of {key:?} is not a valid label value (at most 63 \
+                 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+            ));
+        }
+    }
+    for key in spec.target.annotations.keys() {
+        check_metadata_key("spec.target.annotations", key)?;
+    }
     if let Some(value) = spec.target.labels.get(MANAGED_BY_LABEL)
         && value != MANAGED_BY_VALUE
     {
@@ -511,6 +525,19 @@ pub fn parse_duration(field: &str, raw: &str) -> Result<Duration, String> {
     })
 }
 
+/// A label or annotation key: an optional DNS-subdomain prefix and `/`, then a name of at most
+/// 63 characters.
+fn check_metadata_key(field: &str, key: &str) -> Result<(), String> {
+    let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+    if prefix.len() > 253 || name.len() > 63 || !matches(QUALIFIED_NAME, key) {
+        return Err(format!(
+            "{field}: {key:?} is not a valid key (an optional DNS prefix and '/', then at most 63 \
+             letters, digits, '-', '_' or '.')"
+        ));
+    }
+    Ok(())
+}
+
 fn check_pattern(field: &str, value: &str, pattern: &str) -> Result<(), String> {
     if matches(pattern, value) && value.len() <= 253 {
         Ok(())
@@ -522,9 +549,15 @@ fn check_pattern(field: &str, value: &str, pattern: &str) -> Result<(), String> 
 }
 
 fn matches(pattern: &str, value: &str) -> bool {
-    static COMPILED: LazyLock<[(&str, Regex); 3]> = LazyLock::new(|| {
-        [DNS_SUBDOMAIN, DATA_KEY, GO_DURATION]
-            .map(|pattern| (pattern, Regex::new(pattern).expect("pattern compiles")))
+    static COMPILED: LazyLock<[(&str, Regex); 5]> = LazyLock::new(|| {
+        [
+            DNS_SUBDOMAIN,
+            DATA_KEY,
+            GO_DURATION,
+            QUALIFIED_NAME,
+            LABEL_VALUE,
+        ]
+        .map(|pattern| (pattern, Regex::new(pattern).expect("pattern compiles")))
     });
     COMPILED
         .iter()
@@ -657,6 +690,35 @@ mod tests {
                 Box::new(|s| s.target.key = "A KEY".into()),
                 false,
                 Err("spec.target.key"),
+            ),
+            (
+                "label key with a space",
+                Box::new(|s| {
+                    s.target.labels.insert("bad key!".into(), "x".into());
+                }),
+                false,
+                Err("spec.target.labels: \"bad key!\""),
+            ),
+            (
+                "label value too long",
+                Box::new(|s| {
+                    s.target.labels.insert("team".into(), "x".repeat(64));
+                }),
+                false,
+                Err("not a valid label value"),
+            ),
+            (
+                "prefixed keys are fine",
+                Box::new(|s| {
+                    s.target
+                        .labels
+                        .insert("example.com/team".into(), "geo".into());
+                    s.target
+                        .annotations
+                        .insert("example.com/owner".into(), "any text".into());
+                }),
+                false,
+                Ok(()),
             ),
             (
                 "managed-by overridden",

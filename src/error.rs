@@ -33,7 +33,7 @@ pub enum Error {
     )]
     TargetConflict { name: String },
 
-    #[error("{step}: {source}")]
+    #[error("{step}: {}", kubernetes_message(source))]
     Kubernetes {
         step: &'static str,
         source: kube::Error,
@@ -70,6 +70,12 @@ impl Error {
         }
     }
 
+    /// A write refused because the object changed meanwhile: not a failure to report, only
+    /// a reason to look again.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kubernetes { source: kube::Error::Api(status), .. } if status.code == 409)
+    }
+
     /// The wait Terrakio asked for, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -79,5 +85,14 @@ impl Error {
             } => *retry_after,
             _ => None,
         }
+    }
+}
+
+/// The API server's own message for a refusal, which says what was wrong, rather than the
+/// whole status object.
+pub fn kubernetes_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => format!("{} (HTTP {})", status.message, status.code),
+        other => other.to_string(),
     }
 }

@@ -194,7 +194,10 @@ async fn rotate(args: RotateArgs) -> Result<String, String> {
     let patch = serde_json::json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: value } } });
     api.patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|err| format!("could not annotate {namespace}/{}: {err}", args.name))?;
+        .map_err(|err| {
+            let err = terrakio_operator::error::kubernetes_message(&err);
+            format!("could not annotate {namespace}/{}: {err}", args.name)
+        })?;
     Ok(format!(
         "terrakiocredential {namespace}/{} marked for rotation ({ROTATE_ANNOTATION}={value})",
         args.name

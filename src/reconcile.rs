@@ -164,6 +164,13 @@ impl Context {
         });
     }
 
+    /// Drops everything remembered of a credential that was deleted.
+    pub fn forget_deleted(&self, cr: &TerrakioCredential) {
+        self.forget(&ObjectRef::from_obj(cr));
+        self.metrics
+            .forget_credential(&cr.namespace().unwrap_or_default(), &cr.name_any());
+    }
+
     /// Drops the memory of credentials that no longer exist.
     pub fn forget(&self, key: &ObjectRef<TerrakioCredential>) {
         self.memory.lock().expect("memory lock").remove(key);
@@ -253,6 +260,10 @@ pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result
                 }
                 Err(err) => (status, Err(err)),
             }
+        }
+        Err(err) if err.is_conflict() => {
+            tracing::debug!(%namespace, %name, "the credential changed meanwhile; looking again");
+            return Err(err);
         }
         Err(err) => {
             let status = status_after_failure(&cr, &previous, &err, journal.pending, now);
@@ -378,7 +389,8 @@ async fn sync(
         refresh_interval: spec.refresh_interval,
         now: Timestamp::now(),
         suspended: false,
-        overwrite: spec.target_overwrite,
+        overwrite: spec.target_overwrite
+            && !target::controlled_by_another_credential(found.as_ref(), cr),
         pending_rotation: journal.pending.is_some(),
         rotate_request,
         last_rotate_request: status.last_rotate_request.as_deref(),
@@ -443,34 +455,48 @@ async fn sync(
             let lock = ctx.accounts.rotation_lock(&account);
             let _held = lock.lock().await;
             let current = view_key(ctx, &terrakio, &session).await?;
-            let rotated = current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint);
-            let api_key = match rotated {
-                Some(api_key) => {
-                    tracing::info!(namespace = %namespace, name = %cr.name_any(), fingerprint = %api_key.fingerprint(), "a rotation interrupted earlier had generated its key; delivering it");
-                    api_key
-                }
-                None => {
-                    rotate(
-                        ctx,
-                        &terrakio,
-                        cr,
-                        &status,
-                        &session,
-                        journal,
-                        pending.request.clone(),
-                    )
-                    .await?
-                }
+            let from = pending.from_fingerprint.clone();
+            let (rotated, unchanged): (Option<ApiKey>, Option<ApiKey>) = match current {
+                Some(k) if Some(k.fingerprint()) != from => (Some(k), None),
+                other => (None, other),
             };
-            let at = pending.started_at.0;
-            (
-                api_key,
-                Some(Rotation {
-                    at,
-                    by_self: true,
-                    request: pending.request,
-                }),
-            )
+            let withdrawn =
+                pending.request.is_some() && rotate_request != pending.request.as_deref();
+            match (rotated, unchanged) {
+                (Some(api_key), _) => {
+                    tracing::info!(namespace = %namespace, name = %cr.name_any(), fingerprint = %api_key.fingerprint(), "a rotation interrupted earlier had generated its key; delivering it");
+                    let at = pending.started_at.0;
+                    (
+                        api_key,
+                        Some(Rotation {
+                            at,
+                            by_self: true,
+                            request: pending.request,
+                        }),
+                    )
+                }
+                // The request was withdrawn or replaced before its key existed: drop it (a new
+                // value is planned as a new rotation next).
+                (None, Some(api_key)) if withdrawn => {
+                    tracing::info!(namespace = %namespace, name = %cr.name_any(), "rotate request withdrawn before its key was generated; dropping it");
+                    journal.pending = None;
+                    (api_key, None)
+                }
+                (None, _) => {
+                    let request = pending.request.clone();
+                    let api_key =
+                        rotate(ctx, &terrakio, cr, &status, &session, journal, request).await?;
+                    let at = pending.started_at.0;
+                    (
+                        api_key,
+                        Some(Rotation {
+                            at,
+                            by_self: true,
+                            request: pending.request,
+                        }),
+                    )
+                }
+            }
         }
         Plan::Rotate(trigger) => {
             let lock = ctx.accounts.rotation_lock(&account);
@@ -643,7 +669,7 @@ async fn rotate(
         journal.pending = Some(pending.clone());
         let mut marked = status.clone();
         marked.pending_rotation = Some(pending.clone());
-        write_status(ctx, cr, &marked).await?;
+        write_status_if(ctx, cr, &marked, cr.resource_version()).await?;
     }
 
     let endpoint = &login.endpoint;
@@ -763,7 +789,11 @@ async fn release_on_deletion(cr: &TerrakioCredential, ctx: &Context) -> Result<(
             .filter(|o| o.uid != uid)
             .cloned()
             .collect();
-        let patch = json!({ "metadata": { "ownerReferences": owners } });
+        // Released: no owner, and no longer labelled (so no longer watched) as managed.
+        let patch = json!({ "metadata": {
+            "ownerReferences": owners,
+            "labels": { crate::credential::MANAGED_BY_LABEL: null },
+        } });
         secrets
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -977,6 +1007,18 @@ async fn write_status(
     cr: &TerrakioCredential,
     status: &TerrakioCredentialStatus,
 ) -> Result<(), Error> {
+    write_status_if(ctx, cr, status, None).await
+}
+
+/// Writes the status; with `unchanged_since`, only if the credential is still at that
+/// resourceVersion, so that of two processes that both believe they may rotate, only one gets
+/// its journal entry in (the other is refused with a conflict and generates nothing).
+async fn write_status_if(
+    ctx: &Context,
+    cr: &TerrakioCredential,
+    status: &TerrakioCredentialStatus,
+    unchanged_since: Option<String>,
+) -> Result<(), Error> {
     if cr.status.as_ref() == Some(status) {
         return Ok(());
     }
@@ -984,11 +1026,14 @@ async fn write_status(
         Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
     // Server-side apply of the whole status: a field left out (a finished pending rotation)
     // is removed, which a merge patch would keep.
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "terrak.io/v1alpha1",
         "kind": "TerrakioCredential",
         "status": status,
     });
+    if let Some(version) = unchanged_since {
+        body["metadata"] = json!({ "resourceVersion": version });
+    }
     api.patch_status(
         &cr.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),

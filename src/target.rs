@@ -49,6 +49,27 @@ pub fn ownership(found: Option<&Secret>, credential: &TerrakioCredential) -> Own
     }
 }
 
+/// Whether another TerrakioCredential controls the Secret. `spec.target.overwrite` never takes
+/// a Secret from another credential: two credentials would take it from each other forever.
+pub fn controlled_by_another_credential(
+    found: Option<&Secret>,
+    credential: &TerrakioCredential,
+) -> bool {
+    let uid = credential.metadata.uid.as_deref();
+    found.is_some_and(|secret| {
+        secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|owner| {
+                owner.controller == Some(true)
+                    && owner.kind == "TerrakioCredential"
+                    && Some(owner.uid.as_str()) != uid
+            })
+    })
+}
+
 /// Compares the Secret found under the target name with what `spec` wants.
 pub fn observe(
     found: Option<&Secret>,

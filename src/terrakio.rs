@@ -671,10 +671,24 @@ pub fn error_detail(bytes: &[u8], secrets: &[&str]) -> String {
         }) => value.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
     };
+    // Each secret is blanked as sent and as a JSON string would escape it (a `detail` object
+    // is shown re-serialised).
     let shown = secrets
         .iter()
         .filter(|secret| !secret.is_empty())
-        .fold(shown, |text, secret| text.replace(secret, "[redacted]"));
+        .fold(shown, |text, secret| {
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            text.replace(secret, "[redacted]")
+                .replace(escaped, "[redacted]")
+        });
+    // An answer may also quote what the client did not send, such as the account's key. Long
+    // unbroken runs of token characters are what keys and tokens look like, and what error
+    // messages meant for people never need.
+    static TOKEN_LIKE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[A-Za-z0-9_+=.\-]{24,}").expect("pattern compiles")
+    });
+    let shown = TOKEN_LIKE.replace_all(&shown, "[redacted]").into_owned();
     if shown.is_empty() {
         "(empty body)".to_string()
     } else {
@@ -731,6 +745,42 @@ mod tests {
     }
 
     #[test]
+    fn error_detail_masks_what_looks_like_a_key_or_token() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                b"upstream error while serving key tk_4f9a8b7c6d5e4f3a2b1c0d9e8f7a",
+                "upstream error while serving key [redacted]",
+            ),
+            (
+                br#"{"detail": "bad token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"}"#,
+                "bad token [redacted]",
+            ),
+            (
+                br#"{"detail": "Invalid email or password"}"#,
+                "Invalid email or password",
+            ),
+            (
+                b"502 Bad Gateway from api.terrak.io",
+                "502 Bad Gateway from api.terrak.io",
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(error_detail(body, &[]), expected);
+        }
+    }
+
+    #[test]
+    fn error_detail_blanks_a_secret_in_its_json_escaped_form() {
+        let password = r#"Qx"7\vB-pw"#;
+        let body = serde_json::json!({ "detail": [{ "input": password }] }).to_string();
+        let shown = error_detail(body.as_bytes(), &[password]);
+        assert!(
+            !shown.contains("Qx") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn error_detail_never_repeats_what_the_request_carried() {
         let body = br#"{"detail": [{"loc": ["body", "password"], "input": "s3cret-pw"}]}"#;
         let shown = error_detail(body, &["s3cret-pw"]);
@@ -747,7 +797,7 @@ mod tests {
 
     #[test]
     fn error_detail_is_cut_short() {
-        let long = format!(r#"{{"detail": "{}"}}"#, "x".repeat(5000));
+        let long = format!(r#"{{"detail": "{}"}}"#, "many words ".repeat(500));
         let shown = error_detail(long.as_bytes(), &[]);
         assert_eq!(shown.len(), MAX_DETAIL_CHARS + 3);
         assert!(shown.ends_with("..."));

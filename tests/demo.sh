@@ -15,6 +15,8 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # etcd's files hold the demo's password and key: leave nothing behind.
+  rm -rf "$work"
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -54,7 +56,7 @@ step "Starting the operator (logs in $work/operator.log)"
 pids+=($!)
 
 step "Applying a login Secret and a TerrakioCredential"
-cat <<YAML | tee /dev/stderr | kubectl apply -f -
+manifest="$(cat <<YAML
 apiVersion: v1
 kind: Secret
 metadata:
@@ -74,6 +76,9 @@ spec:
   loginSecretRef:
     name: terrakio-login
 YAML
+)"
+echo "$manifest"
+echo "$manifest" | kubectl apply -f -
 
 step "Waiting for Ready"
 kubectl wait --for=condition=Ready --timeout=30s tkc/terrakio || {

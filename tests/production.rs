@@ -589,3 +589,36 @@ async fn check_prints_the_fingerprint_for_a_good_login_and_the_reason_for_a_bad_
     );
     assert!(String::from_utf8_lossy(&https.stderr).contains("--endpoint"));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = std::process::Command::new(support::OPERATOR)
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--http-address",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no cluster: the operator must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|err| {
+            panic!("not JSON ({err}): {line}");
+        });
+        assert!(
+            parsed.get("level").is_some() && parsed.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        stderr.contains("cannot reach the Kubernetes API"),
+        "{stderr}"
+    );
+}

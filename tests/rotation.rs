@@ -773,3 +773,89 @@ async fn two_rotation_policies_on_one_account_say_so_and_never_double_rotate() {
     }
     world.assert_no_secrets_in_output();
 }
+
+#[tokio::test]
+async fn overwrite_never_takes_the_secret_of_another_credential() {
+    let mut world = World::new("overwrite-contest").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.fake.generate_key_for(EMAIL);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    let mut first = world.spec("1h");
+    first["target"] = json!({ "name": "shared" });
+    world.credential(&ns, "first", first).await;
+    wait_ready(&world.credentials(), "first", "KeySynced", SYNC).await;
+
+    let mut second = world.spec("1h");
+    second["target"] = json!({ "name": "shared", "overwrite": true });
+    world.credential(&ns, "second", second).await;
+    wait_ready(&world.credentials(), "second", "TargetConflict", SYNC).await;
+    let owner = world
+        .secrets()
+        .get("shared")
+        .await
+        .unwrap()
+        .metadata
+        .owner_references
+        .unwrap();
+    assert_eq!(owner[0].name, "first");
+    world.assert_no_secrets_in_output();
+}
+
+#[tokio::test]
+async fn a_deleted_credential_is_forgotten_by_its_account() {
+    let mut world = World::new("forget-deleted").await;
+    let ns = world.namespace.clone();
+    world.fake.add_account(EMAIL, PASSWORD);
+    world.fake.generate_key_for(EMAIL);
+    world.login_secret(&ns, "login", EMAIL, PASSWORD).await;
+    for name in ["a", "b"] {
+        world
+            .credential(
+                &ns,
+                name,
+                with_rotation(&world, json!({ "interval": "720h" })),
+            )
+            .await;
+        wait_ready(&world.credentials(), name, "KeySynced", SYNC).await;
+    }
+    world
+        .credentials()
+        .delete("b", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(SYNC, "b gone", || async {
+        world.credentials().get_opt("b").await.unwrap().is_none()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world
+        .credential(
+            &ns,
+            "c",
+            with_rotation(&world, json!({ "interval": "720h" })),
+        )
+        .await;
+    wait_ready(&world.credentials(), "c", "KeySynced", SYNC).await;
+
+    let notes = support::kubectl(
+        &support::control_plane().kubeconfig,
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "reason=SharedRotationPolicy,involvedObject.name=c",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    )
+    .unwrap();
+    assert!(notes.contains(&format!("{ns}/a")), "c names a: {notes}");
+    assert!(
+        !notes.contains(&format!("{ns}/b")),
+        "c names the deleted b: {notes}"
+    );
+    world.assert_no_secrets_in_output();
+}

@@ -2,7 +2,7 @@
 //!
 //! The reconciler gathers the observation (the credential, its target Secret, what it last
 //! synced, the time), asks [`plan`] whether Terrakio must be asked at all, and after asking
-//! asks [`write`] whether the Secret must change. Every rule is a row in the tests below.
+//! asks [`write()`] whether the Secret must change. Every rule is a row in the tests below.
 
 use std::time::Duration;
 
@@ -96,7 +96,7 @@ pub enum Plan {
     /// Generate a new key and deliver it.
     Rotate(Trigger),
     /// Ask Terrakio for the current key (generating one only if the account has none), then
-    /// see what [`write`] says.
+    /// see what [`write()`] says.
     Sync(SyncReason),
     /// Nothing to do until the next refresh.
     UpToDate { requeue_after: Duration },

@@ -1,9 +1,9 @@
 //! The doing: one reconcile of one `TerrakioCredential`.
 //!
-//! It gathers what [`crate::decision`] needs, follows the plan (calling Terrakio through the
-//! shared sessions and writing the Secret with server-side apply), then records the outcome in
-//! status, an Event and one log line. Failures are recorded the same way and retried with
-//! exponential backoff and jitter by [`error_policy`].
+//! It gathers what [`crate::decision`] needs, follows the plan (getting the key through
+//! [`crate::keys`], writing the Secret with server-side apply, restarting consumers), then
+//! records the outcome with [`crate::status`] and [`crate::report`]. Failures are recorded the
+//! same way and retried with exponential backoff and jitter by [`error_policy`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,30 +12,31 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 
 use crate::account::{AccountKey, Accounts};
-use crate::conditions::{self, Reason};
+use crate::conditions::{self};
 use crate::credential::{
-    DeletionPolicy, PendingRotation, TerrakioCredential, TerrakioCredentialStatus, ValidSpec,
-    validate,
+    PendingRotation, TerrakioCredential, TerrakioCredentialStatus, ValidSpec, validate,
 };
 use crate::decision::{self, Observation, Plan, SyncReason, TargetState, Trigger, Write};
+use crate::deletion::{ensure_finalizer, release_on_deletion};
 use crate::error::Error;
+use crate::keys::{current_or_new_key, rotate, view_key, whole_seconds};
 use crate::login_secret;
 use crate::metrics::Metrics;
+use crate::report::{publish, report_failure, report_success};
 use crate::restart;
 use crate::schedule;
 use crate::sensitive::ApiKey;
 use crate::session::{Login, Sessions};
+use crate::status::{status_after_failure, status_after_success, write_status};
 use crate::target;
-use crate::terrakio::{TerrakioClient, TerrakioError};
+use crate::terrakio::TerrakioClient;
 
 pub const FIELD_MANAGER: &str = "terrakio-operator";
 /// Setting this annotation to a new value rotates the key once.
@@ -179,42 +180,42 @@ impl Context {
 }
 
 /// The result of a successful reconcile.
-struct Synced {
-    secret_name: String,
-    fingerprint: String,
+pub(crate) struct Synced {
+    pub(crate) secret_name: String,
+    pub(crate) fingerprint: String,
     /// Terrakio was asked and confirmed the key (false when nothing was due).
-    confirmed: bool,
-    generated: bool,
-    write: Option<Write>,
-    login_version: Option<String>,
-    requeue_after: Duration,
+    pub(crate) confirmed: bool,
+    pub(crate) generated: bool,
+    pub(crate) write: Option<Write>,
+    pub(crate) login_version: Option<String>,
+    pub(crate) requeue_after: Duration,
     /// Set when the key was replaced: by this credential, or by another of the account.
-    rotation: Option<Rotation>,
+    pub(crate) rotation: Option<Rotation>,
     /// No Terrakio call and no write were made (`spec.suspend`).
-    suspended: bool,
+    pub(crate) suspended: bool,
     /// The status fields derived from the spec's rotation policy.
-    next_rotation: Option<Timestamp>,
-    last_rotation: Option<Timestamp>,
+    pub(crate) next_rotation: Option<Timestamp>,
+    pub(crate) last_rotation: Option<Timestamp>,
     /// Workloads restarted because the key changed.
-    restarted: Vec<String>,
+    pub(crate) restarted: Vec<String>,
     /// Other credentials of the account with a rotation policy, when that set is news.
-    new_rotators: Option<Vec<ObjectRef<TerrakioCredential>>>,
+    pub(crate) new_rotators: Option<Vec<ObjectRef<TerrakioCredential>>>,
 }
 
 /// A key replacement.
 #[derive(Clone, Debug)]
-struct Rotation {
-    at: Timestamp,
+pub(crate) struct Rotation {
+    pub(crate) at: Timestamp,
     /// This credential generated the key (false: it followed another credential's rotation).
-    by_self: bool,
+    pub(crate) by_self: bool,
     /// The terrak.io/rotate value that asked for it.
-    request: Option<String>,
+    pub(crate) request: Option<String>,
 }
 
 /// What a failed reconcile must still record: a rotation it started.
 #[derive(Default)]
-struct Journal {
-    pending: Option<PendingRotation>,
+pub(crate) struct Journal {
+    pub(crate) pending: Option<PendingRotation>,
 }
 
 pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -643,235 +644,6 @@ async fn sync(
     })
 }
 
-/// Rotation times are kept to the second, as status records them: a time compared with its own
-/// record read back must compare equal.
-fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
-}
-
-/// Generates the new key of a rotation, with the rotation recorded in status first so that a
-/// crash after the generate is resumed by reading the key back instead of generating again.
-async fn rotate(
-    ctx: &Context,
-    client: &TerrakioClient,
-    cr: &TerrakioCredential,
-    status: &TerrakioCredentialStatus,
-    login: &Login,
-    journal: &mut Journal,
-    request: Option<String>,
-) -> Result<ApiKey, Error> {
-    let pending = PendingRotation {
-        from_fingerprint: status.key_fingerprint.clone(),
-        started_at: Time(whole_seconds(Timestamp::now())),
-        request,
-    };
-    if journal.pending.is_none() {
-        journal.pending = Some(pending.clone());
-        let mut marked = status.clone();
-        marked.pending_rotation = Some(pending.clone());
-        write_status_if(ctx, cr, &marked, cr.resource_version()).await?;
-    }
-
-    let endpoint = &login.endpoint;
-    let host = endpoint.host_str().unwrap_or_default().to_string();
-    tracing::debug!("rotating: generating a new key");
-    let generated = ctx
-        .sessions
-        .with_token(client, login, |token| async move {
-            client.generate_key(endpoint, &token).await
-        })
-        .await;
-    match generated {
-        Ok(key) => Ok(key),
-        Err(err) if err.outcome_unknown() => {
-            tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
-            let current = view_key(ctx, client, login).await?;
-            match current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint) {
-                Some(key) => Ok(key),
-                None => Err(Error::Terrakio {
-                    step: "generating a new API key",
-                    host,
-                    source: err,
-                }),
-            }
-        }
-        Err(source) => Err(Error::Terrakio {
-            step: "generating a new API key",
-            host,
-            source,
-        }),
-    }
-}
-
-async fn view_key(
-    ctx: &Context,
-    client: &TerrakioClient,
-    login: &Login,
-) -> Result<Option<ApiKey>, Error> {
-    let endpoint = &login.endpoint;
-    ctx.sessions
-        .with_token(client, login, |token| async move {
-            client.view_key(endpoint, &token).await
-        })
-        .await
-        .map_err(|source| Error::Terrakio {
-            step: "reading the API key",
-            host: endpoint.host_str().unwrap_or_default().to_string(),
-            source,
-        })
-}
-
-/// Adds or removes the finalizer that `deletionPolicy: Retain` needs.
-async fn ensure_finalizer(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    policy: DeletionPolicy,
-) -> Result<(), Error> {
-    let has = cr.finalizers().iter().any(|f| f == RETAIN_FINALIZER);
-    let wanted = policy == DeletionPolicy::Retain;
-    if has == wanted {
-        return Ok(());
-    }
-    let mut finalizers: Vec<String> = cr
-        .finalizers()
-        .iter()
-        .filter(|f| *f != RETAIN_FINALIZER)
-        .cloned()
-        .collect();
-    if wanted {
-        finalizers.push(RETAIN_FINALIZER.to_string());
-    }
-    let api: Api<TerrakioCredential> =
-        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    let patch = json!({
-        "metadata": { "finalizers": finalizers, "resourceVersion": cr.resource_version() }
-    });
-    api.patch(
-        &cr.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(drop)
-    .map_err(|source| Error::Kubernetes {
-        step: "updating the finalizer",
-        source,
-    })
-}
-
-/// On deletion of a credential with `deletionPolicy: Retain`: releases the Secret (removes the
-/// owner reference, so the garbage collector keeps it), then lets the deletion proceed. It
-/// needs only the Kubernetes API, never Terrakio, so an outage cannot block a deletion.
-async fn release_on_deletion(cr: &TerrakioCredential, ctx: &Context) -> Result<(), Error> {
-    if !cr.finalizers().iter().any(|f| f == RETAIN_FINALIZER) {
-        return Ok(());
-    }
-    let namespace = cr.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = cr
-        .status
-        .as_ref()
-        .and_then(|s| s.secret_name.clone())
-        .or_else(|| cr.spec.target.name.clone())
-        .unwrap_or_else(|| cr.name_any());
-    let step = "releasing the target Secret";
-    let found = secrets
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::Kubernetes { step, source })?;
-    if let Some(secret) = found
-        && let target::Ownership::Controlled = target::ownership(Some(&secret), cr)
-    {
-        let uid = cr.metadata.uid.clone().unwrap_or_default();
-        let owners: Vec<_> = secret
-            .owner_references()
-            .iter()
-            .filter(|o| o.uid != uid)
-            .cloned()
-            .collect();
-        // Released: no owner, and no longer labelled (so no longer watched) as managed.
-        let patch = json!({ "metadata": {
-            "ownerReferences": owners,
-            "labels": { crate::credential::MANAGED_BY_LABEL: null },
-        } });
-        secrets
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| Error::Kubernetes { step, source })?;
-        tracing::info!(%namespace, name = %cr.name_any(), secret = %name, "credential deleted; Secret retained");
-        let note = format!("Secret {name} retained after the credential's deletion");
-        publish(ctx, cr, EventType::Normal, "Retained", "Delete", note).await;
-    }
-    let finalizers: Vec<String> = cr
-        .finalizers()
-        .iter()
-        .filter(|f| *f != RETAIN_FINALIZER)
-        .cloned()
-        .collect();
-    let api: Api<TerrakioCredential> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({ "metadata": { "finalizers": finalizers } });
-    match api
-        .patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::Kubernetes {
-            step: "removing the finalizer",
-            source,
-        }),
-    }
-}
-
-/// Adopts the account's current key; generates one only when the account has none, because a
-/// key that exists may already be in use elsewhere and generating would break those users.
-async fn current_or_new_key(
-    ctx: &Context,
-    client: &TerrakioClient,
-    login: &Login,
-) -> Result<(ApiKey, bool), Error> {
-    let endpoint = &login.endpoint;
-    let host = endpoint.host_str().unwrap_or_default().to_string();
-    let failed = |step: &'static str| {
-        let host = host.clone();
-        move |source: TerrakioError| Error::Terrakio { step, host, source }
-    };
-    let view = || {
-        ctx.sessions.with_token(client, login, |token| async move {
-            client.view_key(endpoint, &token).await
-        })
-    };
-
-    if let Some(key) = view().await.map_err(failed("reading the API key"))? {
-        return Ok((key, false));
-    }
-
-    tracing::debug!("the account has no API key yet; generating one");
-    let generated = ctx
-        .sessions
-        .with_token(client, login, |token| async move {
-            client.generate_key(endpoint, &token).await
-        })
-        .await;
-    match generated {
-        Ok(key) => Ok((key, true)),
-        Err(err) if err.outcome_unknown() => {
-            // The key may have been generated with the answer lost: read it back rather than
-            // generate again, which could rotate a key that was just handed out.
-            tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
-            match view().await.map_err(failed("reading back the API key"))? {
-                Some(key) => Ok((key, true)),
-                None => Err(failed("generating an API key")(err)),
-            }
-        }
-        Err(err) => Err(failed("generating an API key")(err)),
-    }
-}
-
 async fn apply_secret(
     secrets: &Api<Secret>,
     cr: &TerrakioCredential,
@@ -921,274 +693,4 @@ async fn remove_previous_target(
         );
     }
     Ok(())
-}
-
-fn status_after_success(
-    cr: &TerrakioCredential,
-    previous: &TerrakioCredentialStatus,
-    synced: &Synced,
-    now: Timestamp,
-) -> TerrakioCredentialStatus {
-    let (reason, ok, message) = if synced.suspended {
-        (
-            Reason::Suspended,
-            false,
-            "spec.suspend is true: no Terrakio call and no write until it is false".to_string(),
-        )
-    } else {
-        (
-            Reason::KeySynced,
-            true,
-            format!(
-                "Secret {} holds key {}",
-                synced.secret_name, synced.fingerprint
-            ),
-        )
-    };
-    let ready = conditions::ready(
-        conditions::find(&previous.conditions, conditions::READY),
-        ok,
-        reason,
-        message,
-        cr.metadata.generation,
-        now,
-    );
-    if synced.suspended {
-        return TerrakioCredentialStatus {
-            conditions: vec![ready],
-            observed_generation: cr.metadata.generation,
-            next_rotation_time: None,
-            ..previous.clone()
-        };
-    }
-    let request = synced.rotation.as_ref().and_then(|r| r.request.clone());
-    TerrakioCredentialStatus {
-        conditions: vec![ready],
-        observed_generation: cr.metadata.generation,
-        secret_name: Some(synced.secret_name.clone()),
-        key_fingerprint: Some(synced.fingerprint.clone()),
-        last_sync_time: if synced.confirmed {
-            Some(Time(now))
-        } else {
-            previous.last_sync_time.clone()
-        },
-        last_rotation_time: synced.last_rotation.map(Time),
-        next_rotation_time: synced.next_rotation.map(Time),
-        last_rotate_request: request.or_else(|| previous.last_rotate_request.clone()),
-        pending_rotation: None,
-    }
-}
-
-fn status_after_failure(
-    cr: &TerrakioCredential,
-    previous: &TerrakioCredentialStatus,
-    err: &Error,
-    pending: Option<PendingRotation>,
-    now: Timestamp,
-) -> TerrakioCredentialStatus {
-    let ready = conditions::ready(
-        conditions::find(&previous.conditions, conditions::READY),
-        false,
-        err.reason(),
-        err.to_string(),
-        cr.metadata.generation,
-        now,
-    );
-    TerrakioCredentialStatus {
-        conditions: vec![ready],
-        observed_generation: cr.metadata.generation,
-        pending_rotation: pending,
-        ..previous.clone()
-    }
-}
-
-async fn write_status(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    status: &TerrakioCredentialStatus,
-) -> Result<(), Error> {
-    write_status_if(ctx, cr, status, None).await
-}
-
-/// Writes the status; with `unchanged_since`, only if the credential is still at that
-/// resourceVersion, so that of two processes that both believe they may rotate, only one gets
-/// its journal entry in (the other is refused with a conflict and generates nothing).
-async fn write_status_if(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    status: &TerrakioCredentialStatus,
-    unchanged_since: Option<String>,
-) -> Result<(), Error> {
-    if cr.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<TerrakioCredential> =
-        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    // Server-side apply of the whole status: a field left out (a finished pending rotation)
-    // is removed, which a merge patch would keep.
-    let mut body = json!({
-        "apiVersion": "terrak.io/v1alpha1",
-        "kind": "TerrakioCredential",
-        "status": status,
-    });
-    if let Some(version) = unchanged_since {
-        body["metadata"] = json!({ "resourceVersion": version });
-    }
-    api.patch_status(
-        &cr.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .map(drop)
-    .map_err(|source| Error::Kubernetes {
-        step: "updating the status",
-        source,
-    })
-}
-
-async fn report_success(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    previous: &TerrakioCredentialStatus,
-    synced: &Synced,
-) {
-    let namespace = cr.namespace().unwrap_or_default();
-    let name = cr.name_any();
-    let fp = &synced.fingerprint;
-    let secret = &synced.secret_name;
-    let was_ready = conditions::find(&previous.conditions, conditions::READY)
-        .is_some_and(|c| c.status == "True");
-
-    if synced.suspended {
-        if !previous
-            .conditions
-            .iter()
-            .any(|c| c.reason == Reason::Suspended.as_str())
-        {
-            tracing::info!(%namespace, %name, outcome = "Suspended", "suspended");
-            let note = "Suspended: no Terrakio call and no write until spec.suspend is false";
-            publish(
-                ctx,
-                cr,
-                EventType::Normal,
-                "Suspended",
-                "Suspend",
-                note.into(),
-            )
-            .await;
-        }
-        return;
-    }
-    if let Some(others) = &synced.new_rotators
-        && !others.is_empty()
-    {
-        let names: Vec<String> = others
-            .iter()
-            .map(|o| format!("{}/{}", o.namespace.as_deref().unwrap_or(""), o.name))
-            .collect();
-        let note = format!(
-            "Credentials {} share this account's key and also have a rotation policy; each \
-             rotation replaces the key for all of them",
-            names.join(", ")
-        );
-        tracing::warn!(%namespace, %name, others = %names.join(","), "several rotation policies on one account");
-        publish(
-            ctx,
-            cr,
-            EventType::Warning,
-            "SharedRotationPolicy",
-            "Rotate",
-            note,
-        )
-        .await;
-    }
-    if let Some(rotation) = synced.rotation.as_ref().filter(|r| r.by_self) {
-        let why = rotation
-            .request
-            .as_ref()
-            .map_or("on schedule".to_string(), |v| format!("on request {v:?}"));
-        tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Rotated", "rotated the key {why}");
-        let note = format!("Rotated the key {why}; Secret {secret} now holds key {fp}");
-        publish(ctx, cr, EventType::Normal, "Rotated", "Rotate", note).await;
-    }
-    if !synced.restarted.is_empty() {
-        let note = format!("Restarted {} for key {fp}", synced.restarted.join(", "));
-        tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Restarted", "{note}");
-        publish(ctx, cr, EventType::Normal, "Restarted", "Restart", note).await;
-    }
-    if synced.generated {
-        tracing::info!(%namespace, %name, fingerprint = %fp, "generated an API key: the account had none");
-        let note = format!("The account had no API key; generated key {fp}");
-        publish(ctx, cr, EventType::Normal, "Generated", "GenerateKey", note).await;
-    }
-    let event = match synced.write {
-        Some(Write::Create) => Some(("Synced", format!("Wrote key {fp} to Secret {secret}"))),
-        Some(Write::Restore) => Some((
-            "Restored",
-            format!("Secret {secret} was deleted or edited; restored key {fp}"),
-        )),
-        Some(Write::Update) => Some(("Updated", format!("Secret {secret} now holds key {fp}"))),
-        Some(Write::Adopt) => Some((
-            "Adopted",
-            format!("Took over the existing Secret {secret}; it now holds key {fp}"),
-        )),
-        None if !was_ready => Some(("Synced", format!("Secret {secret} holds key {fp}"))),
-        None => None,
-    };
-    match event {
-        Some((reason, note)) => {
-            tracing::info!(%namespace, %name, secret = %secret, fingerprint = %fp, outcome = reason, "key in place");
-            publish(ctx, cr, EventType::Normal, reason, "SyncKey", note).await;
-        }
-        None if synced.confirmed => {
-            tracing::info!(%namespace, %name, secret = %secret, fingerprint = %fp, outcome = "Confirmed", "key unchanged at Terrakio");
-        }
-        None => {}
-    }
-}
-
-async fn report_failure(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    previous: &TerrakioCredentialStatus,
-    err: &Error,
-) {
-    let reason = err.reason();
-    let message = err.to_string();
-    tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), %reason, error = %message, "sync failed");
-    let unchanged = conditions::find(&previous.conditions, conditions::READY).is_some_and(|c| {
-        c.status == "False" && c.reason == reason.as_str() && c.message == message
-    });
-    if !unchanged {
-        publish(
-            ctx,
-            cr,
-            EventType::Warning,
-            reason.as_str(),
-            "SyncKey",
-            message,
-        )
-        .await;
-    }
-}
-
-async fn publish(
-    ctx: &Context,
-    cr: &TerrakioCredential,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
-        tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), error = %err, "could not publish an Event");
-    }
 }

@@ -50,6 +50,11 @@ pub struct Shared {
     pub other_rotators: Vec<Member>,
 }
 
+// Limitation: the index lives in memory. After a restart it is rebuilt as credentials
+// reconcile, so a rotation made just before a crash is followed by the account's other
+// credentials only at their next refresh, and in that window a second policy on the account
+// could rotate once more. Recording the account (the token's `sub`) in each credential's status
+// would let the index be rebuilt from the cache at start.
 #[derive(Default)]
 pub struct Accounts {
     accounts: Mutex<HashMap<AccountKey, Account>>,

@@ -112,6 +112,10 @@ pub fn plan(seen: &Observation<'_>) -> Plan {
     if seen.pending_rotation {
         return Plan::ResumeRotation;
     }
+    // Limitation: the schedule counts from the credential's creation, so a credential whose
+    // first sync comes after its first due time (a login that failed for longer than one
+    // period) rotates right after adopting the key, as a catch-up. Counting from the first
+    // sync would need that time in status.
     let never_synced = seen.recorded_fingerprint.is_none() || seen.last_sync.is_none();
     if never_synced {
         // A credential first adopts the account's key; rotations start from there.

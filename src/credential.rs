@@ -514,15 +514,15 @@ fn parse_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, String> {
 
 /// Reads a duration written the way Kubernetes users write them (`90m`, `1h30m`, `10s`).
 pub fn parse_duration(field: &str, raw: &str) -> Result<Duration, String> {
-    let shape = matches(GO_DURATION, raw);
-    let parsed = if shape {
-        humantime::parse_duration(raw).ok()
-    } else {
-        None
-    };
-    parsed.ok_or_else(|| {
-        format!("{field}: {raw:?} is not a duration; write it like 30s, 90m or 1h30m")
-    })
+    // The CRD's shape first: humantime alone would also read `1 day` or `2M` (two months).
+    if !matches(GO_DURATION, raw) {
+        return Err(format!(
+            "{field}: {raw:?} is not a duration; write whole numbers with the units ms, s, m or \
+             h, such as 720h, 90m or 1h30m"
+        ));
+    }
+    humantime::parse_duration(raw)
+        .map_err(|err| format!("{field}: {raw:?} cannot be read ({err}); write a shorter duration"))
 }
 
 /// A label or annotation key: an optional DNS-subdomain prefix and `/`, then a name of at most

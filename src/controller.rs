@@ -174,7 +174,7 @@ fn deleting(cr: &TerrakioCredential) -> Option<u64> {
     cr.metadata.deletion_timestamp.as_ref().map(|_| 1)
 }
 
-/// The credentials whose login Secret is `secret`.
+/// The credentials whose login Secret or CA bundle Secret is `secret`.
 fn referencing(
     store: &Store<TerrakioCredential>,
     secret: &PartialObjectMeta<Secret>,
@@ -184,7 +184,15 @@ fn referencing(
     store
         .state()
         .iter()
-        .filter(|cr| cr.namespace() == namespace && cr.spec.login_secret_ref.name == name)
+        .filter(|cr| {
+            let ca = cr
+                .spec
+                .ca_bundle_secret_ref
+                .as_ref()
+                .map(|r| r.name.as_str());
+            cr.namespace() == namespace
+                && (cr.spec.login_secret_ref.name == name || ca == Some(name.as_str()))
+        })
         .map(|cr| ObjectRef::from_obj(&**cr))
         .collect()
 }

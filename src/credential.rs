@@ -69,7 +69,8 @@ const CRON_SHAPE: &str = r"^\s*\S+(\s+\S+){4}\s*$";
     ),
     printcolumn(
         name = "Next Rotation",
-        type_ = "date",
+        type_ = "string",
+        description = "When the next scheduled rotation is due (a date column would show a future time as <invalid>)",
         json_path = ".status.nextRotationTime"
     ),
     printcolumn(

@@ -33,6 +33,9 @@ pub enum Error {
     )]
     TargetConflict { name: String },
 
+    #[error("this replica no longer holds the leader election Lease")]
+    NotLeading,
+
     #[error("{step}: {}", kubernetes_message(source))]
     Kubernetes {
         step: &'static str,
@@ -47,7 +50,7 @@ impl Error {
             Error::LoginSecretNotFound { .. } => Reason::LoginSecretNotFound,
             Error::LoginSecretInvalid { .. } => Reason::LoginSecretInvalid,
             Error::TargetConflict { .. } => Reason::TargetConflict,
-            Error::Kubernetes { .. } => Reason::KubernetesError,
+            Error::Kubernetes { .. } | Error::NotLeading => Reason::KubernetesError,
             Error::Terrakio { source, .. } => match source {
                 TerrakioError::LoginRefused { .. } => Reason::LoginFailed,
                 TerrakioError::RateLimited { .. } => Reason::RateLimited,

@@ -46,6 +46,7 @@ pub(crate) async fn rotate(
     let endpoint = &login.endpoint;
     let host = endpoint.host_str().unwrap_or_default().to_string();
     tracing::debug!("rotating: generating a new key");
+    ctx.still_leading().await?;
     let generated = ctx
         .sessions
         .with_token(client, login, |token| async move {
@@ -116,6 +117,7 @@ pub(crate) async fn current_or_new_key(
     }
 
     tracing::debug!("the account has no API key yet; generating one");
+    ctx.still_leading().await?;
     let generated = ctx
         .sessions
         .with_token(client, login, |token| async move {

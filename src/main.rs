@@ -11,7 +11,7 @@ use terrakio_operator::cli::{Cli, Command, RotateArgs, RunArgs};
 use terrakio_operator::controller::{self, Scope};
 use terrakio_operator::credential::TerrakioCredential;
 use terrakio_operator::metrics::Metrics;
-use terrakio_operator::reconcile::Context;
+use terrakio_operator::reconcile::{Context, Fence};
 use terrakio_operator::server::{self, Health};
 use terrakio_operator::terrakio::{Call, Limits, Observer, RetryPolicy, TerrakioClient};
 use terrakio_operator::{check, telemetry};
@@ -115,13 +115,21 @@ async fn run(args: RunArgs) -> Result<(), String> {
         instance: Some(identity.clone()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         terrakio,
         recorder,
         metrics,
         args.allow_insecure_endpoints,
-    ));
+    );
+    if args.leader_election {
+        ctx.fence = Some(Fence {
+            leases: kube::Api::namespaced(client.clone(), &args.leader_election_namespace),
+            lease: args.leader_election_lease.clone(),
+            identity: identity.clone(),
+        });
+    }
+    let ctx = Arc::new(ctx);
 
     if !args.leader_election {
         tracing::info!(?scope, "terrakio-operator starting");
@@ -143,7 +151,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .build()
         .await
         .map_err(|err| format!("cannot set up leader election: {err}"))?;
-    let (mut leading, _lease_task) = manager.watch().await;
+    let (mut leading, lease_task) = manager.watch().await;
     health.set_ready(true);
     tracing::info!(%identity, lease = %args.leader_election_lease, "standing by for the Lease");
     tokio::select! {
@@ -155,7 +163,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     tracing::info!(%identity, ?scope, "leading: terrakio-operator starting");
     health.set_leading(true);
     health.set_ready(false);
-    tokio::select! {
+    let outcome = tokio::select! {
         () = controller::run(ctx, scope, args.concurrency, health.clone()) => {
             tracing::info!("terrakio-operator stopped");
             Ok(())
@@ -164,7 +172,12 @@ async fn run(args: RunArgs) -> Result<(), String> {
             let _ = lost;
             Err("lost the Lease to another replica; exiting".to_string())
         }
-    }
+    };
+    // Closing the channel makes the lease task release the Lease, so that on a rolling update
+    // the next replica takes over at once instead of after the Lease expires.
+    drop(leading);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    outcome
 }
 
 async fn shutdown_signal() {

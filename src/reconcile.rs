@@ -55,8 +55,47 @@ pub struct Context {
     pub allow_insecure_endpoints: bool,
     pub metrics: Arc<Metrics>,
     pub accounts: Accounts,
+    /// Set when running with leader election.
+    pub fence: Option<Fence>,
     memory: Mutex<HashMap<ObjectRef<TerrakioCredential>, Memory>>,
     wakers: Mutex<Vec<Waker>>,
+}
+
+/// Leader election's last word before a write: does this process still hold the Lease? A
+/// leader paused (by a stalled node, a debugger, SIGSTOP) may resume after its Lease was taken
+/// and before it notices; checking the Lease itself before each generate and Secret write keeps
+/// such a leader from acting beside its successor.
+pub struct Fence {
+    pub leases: Api<k8s_openapi::api::coordination::v1::Lease>,
+    pub lease: String,
+    pub identity: String,
+}
+
+impl Fence {
+    async fn check(&self) -> Result<(), Error> {
+        let lease = self
+            .leases
+            .get(&self.lease)
+            .await
+            .map_err(|source| Error::Kubernetes {
+                step: "checking the Lease",
+                source,
+            })?;
+        let spec = lease.spec.unwrap_or_default();
+        let holder = spec.holder_identity.as_deref() == Some(self.identity.as_str());
+        let valid_until = spec
+            .renew_time
+            .map(|t| t.0)
+            .zip(spec.lease_duration_seconds)
+            .map(|(renewed, seconds)| {
+                renewed + jiff::SignedDuration::from_secs(i64::from(seconds))
+            });
+        if holder && valid_until.is_some_and(|until| until > Timestamp::now()) {
+            Ok(())
+        } else {
+            Err(Error::NotLeading)
+        }
+    }
 }
 
 /// Sends credentials to the controller that watches their namespace, to reconcile them now.
@@ -91,8 +130,17 @@ impl Context {
             allow_insecure_endpoints,
             metrics,
             accounts: Accounts::default(),
+            fence: None,
             memory: Mutex::default(),
             wakers: Mutex::default(),
+        }
+    }
+
+    /// Fails with [`Error::NotLeading`] when leader election is on and the Lease is not held.
+    pub(crate) async fn still_leading(&self) -> Result<(), Error> {
+        match &self.fence {
+            Some(fence) => fence.check().await,
+            None => Ok(()),
         }
     }
 
@@ -156,11 +204,14 @@ impl Context {
         delay.max(err.retry_after().unwrap_or_default())
     }
 
-    fn succeeded(&self, key: &ObjectRef<TerrakioCredential>, login_version: Option<String>) {
+    fn succeeded(&self, key: &ObjectRef<TerrakioCredential>, synced: &Synced) {
         self.with_memory(key, |m| {
             m.failures = None;
-            if login_version.is_some() {
-                m.login_version = login_version;
+            if synced.login_version.is_some() {
+                m.login_version = synced.login_version.clone();
+            }
+            if let Some(others) = &synced.new_rotators {
+                m.reported_rotators = others.clone();
             }
         });
     }
@@ -238,7 +289,7 @@ pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result
     let now = Timestamp::now();
     let (status, outcome) = match result {
         Ok(synced) => {
-            ctx.succeeded(&key, synced.login_version.clone());
+            ctx.succeeded(&key, &synced);
             let status = status_after_success(&cr, &previous, &synced, now);
             if let Some(rotation) = synced.rotation.as_ref().filter(|r| r.by_self) {
                 let trigger = if rotation.request.is_some() {
@@ -262,7 +313,7 @@ pub async fn reconcile(cr: Arc<TerrakioCredential>, ctx: Arc<Context>) -> Result
                 Err(err) => (status, Err(err)),
             }
         }
-        Err(err) if err.is_conflict() => {
+        Err(err) if err.is_conflict() || matches!(err, Error::NotLeading) => {
             tracing::debug!(%namespace, %name, "the credential changed meanwhile; looking again");
             return Err(err);
         }
@@ -370,11 +421,9 @@ async fn sync(
     let account = AccountKey::new(&spec.endpoint, &login.email);
     let shared = ctx.accounts.join(&account, &key, spec.rotation.is_some());
     if spec.rotation.is_some() {
+        // Remembered as reported only once the reconcile succeeds and the Event is out.
         done.new_rotators = ctx.with_memory(&key, |m| {
-            (m.reported_rotators != shared.other_rotators).then(|| {
-                m.reported_rotators = shared.other_rotators.clone();
-                shared.other_rotators.clone()
-            })
+            (m.reported_rotators != shared.other_rotators).then(|| shared.other_rotators.clone())
         });
     }
     let rotate_request = cr.annotations().get(ROTATE_ANNOTATION).map(String::as_str);
@@ -561,6 +610,7 @@ async fn sync(
     let write = decision::write(&target, recorded, &fingerprint);
     if let Some(write) = write {
         tracing::debug!(?write, secret = %spec.target_name, "writing the target Secret");
+        ctx.still_leading().await?;
         apply_secret(&secrets, cr, &spec, &api_key).await?;
     }
     remove_previous_target(&secrets, cr, &status, &spec).await?;

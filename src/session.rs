@@ -101,15 +101,20 @@ impl Sessions {
         Fut: Future<Output = Result<T, TerrakioError>>,
     {
         let slot = self.slot(login);
-        let token = self.token(&slot, client, login, None).await?;
-        match call(token.clone()).await {
-            Err(TerrakioError::NotAuthenticated { .. }) => {
-                tracing::debug!("token refused; logging in again");
-                let token = self.token(&slot, client, login, Some(&token)).await?;
-                call(token).await
+        let outcome = async {
+            let token = self.token(&slot, client, login, None).await?;
+            match call(token.clone()).await {
+                Err(TerrakioError::NotAuthenticated { .. }) => {
+                    tracing::debug!("token refused; logging in again");
+                    let token = self.token(&slot, client, login, Some(&token)).await?;
+                    call(token).await
+                }
+                other => other,
             }
-            other => other,
         }
+        .await;
+        // A call carries only the token, but an answer may quote the password too.
+        outcome.map_err(|err| err.redacted(login.password.expose()))
     }
 
     /// How many sessions are held; for tests and metrics.

@@ -138,6 +138,55 @@ fn retry_hint(retry_after: Option<Duration>) -> String {
 }
 
 impl TerrakioError {
+    /// The same error with `secret` blanked out of every text it quotes.
+    pub fn redacted(self, secret: &str) -> TerrakioError {
+        let clean = |text: String| error_text_without(&text, &[secret]);
+        match self {
+            TerrakioError::LoginRefused { status, detail } => TerrakioError::LoginRefused {
+                status,
+                detail: clean(detail),
+            },
+            TerrakioError::NotAuthenticated {
+                call,
+                status,
+                detail,
+            } => TerrakioError::NotAuthenticated {
+                call,
+                status,
+                detail: clean(detail),
+            },
+            TerrakioError::Unavailable {
+                call,
+                reason,
+                request_sent,
+                retry_safe,
+            } => TerrakioError::Unavailable {
+                call,
+                reason: clean(reason),
+                request_sent,
+                retry_safe,
+            },
+            TerrakioError::Rejected {
+                call,
+                status,
+                detail,
+            } => TerrakioError::Rejected {
+                call,
+                status,
+                detail: clean(detail),
+            },
+            TerrakioError::InvalidResponse { call, reason } => TerrakioError::InvalidResponse {
+                call,
+                reason: clean(reason),
+            },
+            TerrakioError::Tls { call, reason } => TerrakioError::Tls {
+                call,
+                reason: clean(reason),
+            },
+            other => other,
+        }
+    }
+
     /// True when a generate call may have reached Terrakio and rotated the key even though no
     /// answer said so. The key must then be read back, never generated again blindly. Any
     /// request that was sent counts: a gateway's 504 may come after the application acted.
@@ -671,29 +720,42 @@ pub fn error_detail(bytes: &[u8], secrets: &[&str]) -> String {
         }) => value.to_string(),
         Err(_) => String::from_utf8_lossy(bytes).trim().to_string(),
     };
-    // Each secret is blanked as sent and as a JSON string would escape it (a `detail` object
-    // is shown re-serialised).
-    let shown = secrets
-        .iter()
-        .filter(|secret| !secret.is_empty())
-        .fold(shown, |text, secret| {
-            let escaped = serde_json::to_string(secret).unwrap_or_default();
-            let escaped = escaped.trim_matches('"');
-            text.replace(secret, "[redacted]")
-                .replace(escaped, "[redacted]")
-        });
-    // An answer may also quote what the client did not send, such as the account's key. Long
-    // unbroken runs of token characters are what keys and tokens look like, and what error
-    // messages meant for people never need.
-    static TOKEN_LIKE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"[A-Za-z0-9_+=.\-]{24,}").expect("pattern compiles")
-    });
-    let shown = TOKEN_LIKE.replace_all(&shown, "[redacted]").into_owned();
+    let shown = error_text_without(&shown, secrets);
     if shown.is_empty() {
         "(empty body)".to_string()
     } else {
         truncate(&shown)
     }
+}
+
+/// `text` with each of `secrets` blanked, as given and as a JSON string would escape it (a
+/// `detail` object is shown re-serialised), and with whatever looks like a key or token masked:
+/// an answer may quote what the client did not send, such as the account's key. Unbroken runs
+/// of token characters, 24 or more, or 12 or more with a digit, are what keys, tokens and their
+/// fragments look like, and what messages meant for people never need.
+fn error_text_without(text: &str, secrets: &[&str]) -> String {
+    let shown = secrets.iter().filter(|secret| !secret.is_empty()).fold(
+        text.to_string(),
+        |text, secret| {
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            text.replace(secret, "[redacted]")
+                .replace(escaped, "[redacted]")
+        },
+    );
+    static TOKEN_LIKE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[A-Za-z0-9_+=.\-]{12,}").expect("pattern compiles")
+    });
+    TOKEN_LIKE
+        .replace_all(&shown, |found: &regex::Captures<'_>| {
+            let run = &found[0];
+            if run.len() >= 24 || run.chars().any(|c| c.is_ascii_digit()) {
+                "[redacted]".to_string()
+            } else {
+                run.to_string()
+            }
+        })
+        .into_owned()
 }
 
 fn truncate(text: &str) -> String {
@@ -767,6 +829,21 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(error_detail(body, &[]), expected);
         }
+    }
+
+    #[test]
+    fn a_redacted_error_quotes_neither_the_password_nor_key_fragments() {
+        let password = r#"pw"with\quote"#;
+        let body = format!(
+            r#"{{"detail": "key fragment 4f9a8b7c6d5e4f3a2 is bad; pw {}"}}"#,
+            password.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        let err = classify_failure(Call::ViewKey, StatusCode::BAD_REQUEST, body.as_bytes(), &[])
+            .redacted(password);
+        let shown = err.to_string();
+        assert!(!shown.contains("4f9a8b7c6d5e4f3a2"), "{shown}");
+        assert!(!shown.contains("with"), "{shown}");
+        assert!(shown.contains("key fragment [redacted] is bad"), "{shown}");
     }
 
     #[test]

@@ -249,6 +249,8 @@ pub(crate) struct Synced {
     pub(crate) last_rotation: Option<Timestamp>,
     /// Workloads restarted because the key changed.
     pub(crate) restarted: Vec<String>,
+    /// The resourceVersion of the Secret this reconcile wrote, if it wrote it.
+    pub(crate) secret_version: Option<String>,
     /// Other credentials of the account with a rotation policy, when that set is news.
     pub(crate) new_rotators: Option<Vec<ObjectRef<TerrakioCredential>>>,
 }
@@ -380,6 +382,7 @@ async fn sync(
         next_rotation,
         last_rotation,
         restarted: Vec::new(),
+        secret_version: None,
         new_rotators: None,
     };
     if spec.suspend {
@@ -611,7 +614,7 @@ async fn sync(
     if let Some(write) = write {
         tracing::debug!(?write, secret = %spec.target_name, "writing the target Secret");
         ctx.still_leading().await?;
-        apply_secret(&secrets, cr, &spec, &api_key).await?;
+        done.secret_version = apply_secret(&secrets, cr, &spec, &api_key).await?;
     }
     remove_previous_target(&secrets, cr, &status, &spec).await?;
 
@@ -699,13 +702,13 @@ async fn apply_secret(
     cr: &TerrakioCredential,
     spec: &ValidSpec,
     key: &ApiKey,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let secret = target::desired(cr, spec, key);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     secrets
         .patch(&spec.target_name, &params, &Patch::Apply(&secret))
         .await
-        .map(drop)
+        .map(|written| written.metadata.resource_version)
         .map_err(|source| Error::Kubernetes {
             step: "writing the target Secret",
             source,

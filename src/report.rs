@@ -1,6 +1,7 @@
 //! What a reconcile tells people: one log line per outcome and Kubernetes Events, never with
 //! a secret in them.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
@@ -20,6 +21,10 @@ pub(crate) async fn report_success(
     let name = cr.name_any();
     let fp = &synced.fingerprint;
     let secret = &synced.secret_name;
+    let about = synced
+        .secret_version
+        .as_deref()
+        .map(|version| (secret.as_str(), version));
     let was_ready = conditions::find(&previous.conditions, conditions::READY)
         .is_some_and(|c| c.status == "True");
 
@@ -73,17 +78,35 @@ pub(crate) async fn report_success(
             .map_or("on schedule".to_string(), |v| format!("on request {v:?}"));
         tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Rotated", "rotated the key {why}");
         let note = format!("Rotated the key {why}; Secret {secret} now holds key {fp}");
-        publish(ctx, cr, EventType::Normal, "Rotated", "Rotate", note).await;
+        publish_about(ctx, cr, EventType::Normal, "Rotated", "Rotate", note, about).await;
     }
     if !synced.restarted.is_empty() {
         let note = format!("Restarted {} for key {fp}", synced.restarted.join(", "));
         tracing::info!(%namespace, %name, fingerprint = %fp, outcome = "Restarted", "{note}");
-        publish(ctx, cr, EventType::Normal, "Restarted", "Restart", note).await;
+        publish_about(
+            ctx,
+            cr,
+            EventType::Normal,
+            "Restarted",
+            "Restart",
+            note,
+            about,
+        )
+        .await;
     }
     if synced.generated {
         tracing::info!(%namespace, %name, fingerprint = %fp, "generated an API key: the account had none");
         let note = format!("The account had no API key; generated key {fp}");
-        publish(ctx, cr, EventType::Normal, "Generated", "GenerateKey", note).await;
+        publish_about(
+            ctx,
+            cr,
+            EventType::Normal,
+            "Generated",
+            "GenerateKey",
+            note,
+            about,
+        )
+        .await;
     }
     let event = match synced.write {
         Some(Write::Create) => Some(("Synced", format!("Wrote key {fp} to Secret {secret}"))),
@@ -102,7 +125,7 @@ pub(crate) async fn report_success(
     match event {
         Some((reason, note)) => {
             tracing::info!(%namespace, %name, secret = %secret, fingerprint = %fp, outcome = reason, "key in place");
-            publish(ctx, cr, EventType::Normal, reason, "SyncKey", note).await;
+            publish_about(ctx, cr, EventType::Normal, reason, "SyncKey", note, about).await;
         }
         None if synced.confirmed => {
             tracing::info!(%namespace, %name, secret = %secret, fingerprint = %fp, outcome = "Confirmed", "key unchanged at Terrakio");
@@ -144,12 +167,36 @@ pub(crate) async fn publish(
     action: &str,
     note: String,
 ) {
+    publish_about(ctx, cr, type_, reason, action, note, None).await;
+}
+
+/// An Event that also names the Secret version it is about. Events with the same reason about
+/// the same object are folded into one series whose text stays the first one's; naming the
+/// Secret's resourceVersion as the related object keeps each key's Event, with its own
+/// fingerprint.
+async fn publish_about(
+    ctx: &Context,
+    cr: &TerrakioCredential,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+    secret: Option<(&str, &str)>,
+) {
+    let secondary = secret.map(|(name, version)| ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Secret".to_string()),
+        name: Some(name.to_string()),
+        namespace: cr.namespace(),
+        resource_version: Some(version.to_string()),
+        ..ObjectReference::default()
+    });
     let event = Event {
         type_,
         reason: reason.to_string(),
         note: Some(note),
         action: action.to_string(),
-        secondary: None,
+        secondary,
     };
     if let Err(err) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
         tracing::warn!(namespace = ?cr.namespace(), name = %cr.name_any(), error = %err, "could not publish an Event");

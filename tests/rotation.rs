@@ -102,6 +102,28 @@ async fn an_interval_rotates_again_and_again_and_each_old_key_dies() {
         rotation_times.push(last);
         keys.push(key);
     }
+    // Each rotation has its own Event naming its own key (not one folded series).
+    let notes = support::kubectl(
+        &support::control_plane().kubeconfig,
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "reason=Rotated",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    )
+    .unwrap();
+    for key in &keys[1..] {
+        let fingerprint = fingerprint_of(key.as_bytes());
+        assert!(
+            notes.contains(&fingerprint),
+            "no Rotated Event for {fingerprint}: {notes}"
+        );
+    }
     assert!(
         rotation_times.windows(2).all(|w| w[0] < w[1]),
         "times advance: {rotation_times:?}"

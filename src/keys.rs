@@ -11,7 +11,7 @@ use crate::reconcile::{Context, Journal};
 use crate::sensitive::ApiKey;
 use crate::session::Login;
 use crate::status::write_status_if;
-use crate::terrakio::{TerrakioClient, TerrakioError};
+use crate::terrakio::TerrakioClient;
 use kube::ResourceExt;
 
 /// Rotation times are kept to the second, as status records them: a time compared with its own
@@ -43,9 +43,21 @@ pub(crate) async fn rotate(
         write_status_if(ctx, cr, &marked, cr.resource_version()).await?;
     }
 
-    let endpoint = &login.endpoint;
-    let host = endpoint.host_str().unwrap_or_default().to_string();
     tracing::debug!("rotating: generating a new key");
+    generate(ctx, client, login, pending.from_fingerprint.as_deref()).await
+}
+
+/// Generates a key, replacing `replaced` (the fingerprint of the current key, if any). A
+/// generate whose answer was lost may still have happened: the key is then read back, and
+/// taken if it is not the one being replaced, rather than generated again, which could
+/// rotate a key that was just handed out.
+async fn generate(
+    ctx: &Context,
+    client: &TerrakioClient,
+    login: &Login,
+    replaced: Option<&str>,
+) -> Result<ApiKey, Error> {
+    let endpoint = &login.endpoint;
     ctx.still_leading().await?;
     let generated = ctx
         .sessions
@@ -53,25 +65,22 @@ pub(crate) async fn rotate(
             client.generate_key(endpoint, &token).await
         })
         .await;
+    let failed = |source| Error::Terrakio {
+        step: "generating an API key",
+        host: endpoint.host_str().unwrap_or_default().to_string(),
+        source,
+    };
     match generated {
         Ok(key) => Ok(key),
         Err(err) if err.outcome_unknown() => {
             tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
             let current = view_key(ctx, client, login).await?;
-            match current.filter(|k| Some(k.fingerprint()) != pending.from_fingerprint) {
+            match current.filter(|k| Some(k.fingerprint().as_str()) != replaced) {
                 Some(key) => Ok(key),
-                None => Err(Error::Terrakio {
-                    step: "generating a new API key",
-                    host,
-                    source: err,
-                }),
+                None => Err(failed(err)),
             }
         }
-        Err(source) => Err(Error::Terrakio {
-            step: "generating a new API key",
-            host,
-            source,
-        }),
+        Err(err) => Err(failed(err)),
     }
 }
 
@@ -100,41 +109,11 @@ pub(crate) async fn current_or_new_key(
     client: &TerrakioClient,
     login: &Login,
 ) -> Result<(ApiKey, bool), Error> {
-    let endpoint = &login.endpoint;
-    let host = endpoint.host_str().unwrap_or_default().to_string();
-    let failed = |step: &'static str| {
-        let host = host.clone();
-        move |source: TerrakioError| Error::Terrakio { step, host, source }
-    };
-    let view = || {
-        ctx.sessions.with_token(client, login, |token| async move {
-            client.view_key(endpoint, &token).await
-        })
-    };
-
-    if let Some(key) = view().await.map_err(failed("reading the API key"))? {
+    if let Some(key) = view_key(ctx, client, login).await? {
         return Ok((key, false));
     }
-
     tracing::debug!("the account has no API key yet; generating one");
-    ctx.still_leading().await?;
-    let generated = ctx
-        .sessions
-        .with_token(client, login, |token| async move {
-            client.generate_key(endpoint, &token).await
-        })
-        .await;
-    match generated {
-        Ok(key) => Ok((key, true)),
-        Err(err) if err.outcome_unknown() => {
-            // The key may have been generated with the answer lost: read it back rather than
-            // generate again, which could rotate a key that was just handed out.
-            tracing::debug!(error = %err, "generate outcome unknown; reading the key back");
-            match view().await.map_err(failed("reading back the API key"))? {
-                Some(key) => Ok((key, true)),
-                None => Err(failed("generating an API key")(err)),
-            }
-        }
-        Err(err) => Err(failed("generating an API key")(err)),
-    }
+    generate(ctx, client, login, None)
+        .await
+        .map(|key| (key, true))
 }

@@ -515,18 +515,16 @@ async fn sync(
             };
             let withdrawn =
                 pending.request.is_some() && rotate_request != pending.request.as_deref();
+            // The rotation counts from when it started, however it is finished.
+            let resumed = Rotation {
+                at: pending.started_at.0,
+                by_self: true,
+                request: pending.request.clone(),
+            };
             match (rotated, unchanged) {
                 (Some(api_key), _) => {
                     tracing::info!(namespace = %namespace, name = %cr.name_any(), fingerprint = %api_key.fingerprint(), "a rotation interrupted earlier had generated its key; delivering it");
-                    let at = pending.started_at.0;
-                    (
-                        api_key,
-                        Some(Rotation {
-                            at,
-                            by_self: true,
-                            request: pending.request,
-                        }),
-                    )
+                    (api_key, Some(resumed))
                 }
                 // The request was withdrawn or replaced before its key existed: drop it (a new
                 // value is planned as a new rotation next).
@@ -539,15 +537,7 @@ async fn sync(
                     let request = pending.request.clone();
                     let api_key =
                         rotate(ctx, &terrakio, cr, &status, &session, journal, request).await?;
-                    let at = pending.started_at.0;
-                    (
-                        api_key,
-                        Some(Rotation {
-                            at,
-                            by_self: true,
-                            request: pending.request,
-                        }),
-                    )
+                    (api_key, Some(resumed))
                 }
             }
         }
@@ -555,8 +545,12 @@ async fn sync(
             let lock = ctx.accounts.rotation_lock(&account);
             let _held = lock.lock().await;
             let already = match &trigger {
-                Trigger::Scheduled { due } => {
-                    ctx.accounts.rotated_at(&account).filter(|at| at >= due)
+                // The same rule as the plan's, now that no other rotation can be under way.
+                Trigger::Scheduled { .. } => {
+                    let base = Some(last_rotation.unwrap_or(anchor));
+                    ctx.accounts
+                        .rotated_at(&account)
+                        .filter(|at| decision::rotated_by_another(Some(*at), base))
                 }
                 Trigger::Requested { .. } => None,
             };
